@@ -1,0 +1,16 @@
+"""Episodic few-shot data: class-indexed datasets, episode sampling, augmentation, loaders."""
+
+from metajax.data._paths import cache_dir as cache_dir
+from metajax.data._paths import data_dir as data_dir
+from metajax.data.augment import compose as compose
+from metajax.data.augment import random_crop as random_crop
+from metajax.data.augment import random_flip as random_flip
+from metajax.data.augment import rotations_as_classes as rotations_as_classes
+from metajax.data.dataset import ClassDataset as ClassDataset
+from metajax.data.dataset import from_class_lists as from_class_lists
+from metajax.data.dataset import from_labels as from_labels
+from metajax.data.omniglot import load_omniglot as load_omniglot
+from metajax.data.omniglot import omniglot_characters as omniglot_characters
+from metajax.data.sampler import EpisodeSampler as EpisodeSampler
+from metajax.data.sampler import episode_sampler as episode_sampler
+from metajax.data.sampler import sample_episodes as sample_episodes
