@@ -1,0 +1,38 @@
+"""metajax: functional meta-learning in JAX.
+
+Learners are pure functions ``apply(params, state, x, *, train)`` over parameter
+pytrees; algorithms are small values of pure functions of one task; the task
+axis is added once, in the compiled :func:`make_meta_step`.
+"""
+
+from metajax import algorithms as algorithms
+from metajax import data as data
+from metajax import models as models
+from metajax.algorithms import anil as anil
+from metajax.algorithms import fomaml as fomaml
+from metajax.algorithms import maml as maml
+from metajax.algorithms import maml_plus_plus as maml_plus_plus
+from metajax.algorithms import meta_sgd as meta_sgd
+from metajax.algorithms import reptile as reptile
+from metajax.algorithms import reptile_outer_optimizer as reptile_outer_optimizer
+from metajax.core.inner_loop import InnerLoopResult as InnerLoopResult
+from metajax.core.inner_loop import inner_loop as inner_loop
+from metajax.core.inner_loop import learned_sgd as learned_sgd
+from metajax.core.learner import Model as Model
+from metajax.core.learner import from_function as from_function
+from metajax.core.learner import from_linen as from_linen
+from metajax.core.learner import from_nnx as from_nnx
+from metajax.core.losses import Loss as Loss
+from metajax.core.losses import accuracy as accuracy
+from metajax.core.losses import mean_squared_error as mean_squared_error
+from metajax.core.losses import softmax_cross_entropy as softmax_cross_entropy
+from metajax.core.meta_learner import MetaLearner as MetaLearner
+from metajax.core.meta_step import MetaTrainState as MetaTrainState
+from metajax.core.meta_step import batched_task_grads as batched_task_grads
+from metajax.core.meta_step import evaluate_tasks as evaluate_tasks
+from metajax.core.meta_step import init_meta_state as init_meta_state
+from metajax.core.meta_step import make_meta_step as make_meta_step
+from metajax.core.meta_step import select_batching as select_batching
+from metajax.core.types import Task as Task
+
+__version__ = "0.1.0"

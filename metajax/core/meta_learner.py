@@ -1,0 +1,57 @@
+"""The value every algorithm returns: a small set of pure functions of one task."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+
+from metajax.core.types import Array, PRNGKey, PyTree, Task
+
+Metrics = dict[str, Array]
+
+
+class MetaLearner(NamedTuple):
+  """A meta-learning algorithm as pure functions of **one** task.
+
+  The task axis is added once, by :func:`metajax.make_meta_step`.
+
+  Attributes:
+    init: ``init() -> meta_params``, the initial meta-parameters pytree.
+    task_loss: ``task_loss(meta_params, task, key, step) -> (loss, metrics)``,
+      the differentiable outer objective of one task; ``step`` is the outer
+      iteration (used by schedules such as MAML++'s multi-step loss).
+    task_grad: ``task_grad(meta_params, task, key, step) -> (grads, metrics)``,
+      the meta-gradient of one task (``jax.grad`` of ``task_loss`` for most
+      algorithms; Reptile's is ``params - adapted``). ``metrics["loss"]`` is set.
+    adapt: ``adapt(meta_params, support_x, support_y, key, *, steps=None) ->
+      adapted``, task-specific state (adapted weights, prototypes, ...).
+    predict: ``predict(meta_params, adapted, x) -> outputs``.
+    evaluate: ``evaluate(meta_params, task, key, *, steps=None) -> metrics`` on
+      the query set after adapting on the support set (``steps`` overrides the
+      number of test-time inner steps, where the algorithm has any).
+    check_task: ``check_task(task_batch)`` raises on bad concrete input (labels
+      out of range, mismatched shapes) before anything is compiled.
+    name: the algorithm's name.
+  """
+
+  init: Callable[[], PyTree]
+  task_loss: Callable[[PyTree, Task, PRNGKey, Array], tuple[Array, Metrics]]
+  task_grad: Callable[[PyTree, Task, PRNGKey, Array], tuple[PyTree, Metrics]]
+  adapt: Callable[..., Any]
+  predict: Callable[[PyTree, Any, Array], Array]
+  evaluate: Callable[..., Metrics]
+  check_task: Callable[[Task], None]
+  name: str
+
+
+def grad_of_task_loss(task_loss: Callable[..., tuple[Array, Metrics]]) -> Callable[..., Any]:
+  """Builds ``task_grad`` as the gradient of ``task_loss`` with ``metrics["loss"]`` set."""
+  value_and_grad = jax.value_and_grad(task_loss, has_aux=True)
+
+  def task_grad(meta_params, task, key, step):
+    (loss, metrics), grads = value_and_grad(meta_params, task, key, step)
+    return grads, {**metrics, "loss": loss}
+
+  return task_grad

@@ -1,0 +1,273 @@
+"""One compiled meta-update over a batch of tasks.
+
+The task axis is added here, and only here. How it is batched is an option:
+
+* ``"vmap"``: all tasks at once with ``jax.vmap``. Fastest on GPU/TPU and for
+  dense models on CPU (sinusoid MAML: ~1,800 meta-steps/s on 2 CPU cores).
+* ``"map"``: tasks one after another inside the compiled step (``lax.scan``),
+  summing gradients as it goes: memory stays that of one task and compile
+  time is flat in the batch size.
+* ``"chunked"``: ``vmap`` over chunks of ``chunk_size`` tasks, chunks in sequence.
+* ``"unrolled"``: a Python loop over tasks traced into one program. XLA:CPU
+  runs each task's convolutions as ordinary (not grouped) convolutions, which
+  made it the fastest choice for conv nets on CPU in our measurements (Omniglot
+  Conv-4 MAML: 1.93 steps/s unrolled vs 0.27 ``map`` and 0.07 ``vmap``,
+  because per-task conv weights under ``vmap`` become grouped convolutions),
+  at the price of compile time that grows with the batch.
+* ``"auto"``: ``vmap`` on GPU/TPU; on CPU ``vmap`` when one task's gradient
+  has no convolution, else ``unrolled``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.extend
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from metajax.core._checks import check_steps
+from metajax.core.meta_learner import MetaLearner, Metrics
+from metajax.core.types import Array, PRNGKey, PyTree, Task
+
+BATCHING = ("auto", "vmap", "map", "chunked", "unrolled")
+
+
+class MetaTrainState(NamedTuple):
+  """Everything the meta-step updates.
+
+  Attributes:
+    step: outer iteration count (int32 scalar).
+    params: meta-parameters.
+    opt_state: outer optimizer state.
+  """
+
+  step: Array
+  params: PyTree
+  opt_state: PyTree
+
+
+def init_meta_state(learner: MetaLearner, optimizer: optax.GradientTransformation
+                    ) -> MetaTrainState:
+  """Initial :class:`MetaTrainState` from a learner's meta-parameters.
+
+  Example:
+    >>> import metajax, jax, optax
+    >>> model = metajax.models.mlp_model([8], 1, jax.random.key(0), input_dim=1)
+    >>> state = metajax.init_meta_state(metajax.maml(model, loss="mse"), optax.adam(1e-3))
+    >>> int(state.step)
+    0
+  """
+  params = learner.init()
+  return MetaTrainState(jnp.zeros([], jnp.int32), params, optimizer.init(params))
+
+
+def batched_task_grads(
+    learner: MetaLearner,
+    *,
+    batching: str,
+    chunk_size: int | None = None,
+) -> Callable[[PyTree, Task, PRNGKey, Array], tuple[PyTree, Metrics]]:
+  """Mean meta-gradient and metrics over a task batch, batched as asked.
+
+  Args:
+    learner: the algorithm.
+    batching: one of ``"vmap"``, ``"map"``, ``"chunked"``, ``"unrolled"``.
+    chunk_size: tasks per chunk for ``"chunked"``.
+
+  Returns:
+    ``fn(params, tasks, key, step) -> (mean_grads, mean_metrics)``.
+  """
+  if batching not in BATCHING[1:]:
+    raise ValueError(f"batching must be one of {BATCHING}, got {batching!r}.")
+  if batching == "chunked":
+    chunk_size = check_steps(chunk_size, "chunk_size", minimum=1)
+
+  def one(params, task, key, step):
+    return learner.task_grad(params, task, key, step)
+
+  def mean_over_tasks(params, tasks, key, step):
+    n_tasks = jax.tree.leaves(tasks)[0].shape[0]
+    keys = jax.random.split(key, n_tasks)
+    if batching == "vmap":
+      grads, metrics = jax.vmap(one, in_axes=(None, 0, 0, None))(params, tasks, keys, step)
+      return jax.tree.map(lambda x: jnp.mean(x, axis=0), (grads, metrics))
+    if batching == "unrolled":
+      total = None
+      for i in range(n_tasks):
+        task = jax.tree.map(lambda x, i=i: x[i], tasks)
+        out = one(params, task, keys[i], step)
+        total = out if total is None else jax.tree.map(jnp.add, total, out)
+      return jax.tree.map(lambda x: x / n_tasks, total)
+    if batching == "map":
+      return _scan_mean(lambda t, k: one(params, t, k, step), tasks, keys, n_tasks)
+    if n_tasks % chunk_size:
+      raise ValueError(
+          f"batching='chunked' needs the task batch ({n_tasks}) to be a multiple of "
+          f"chunk_size={chunk_size}; pick a chunk size that divides it."
+      )
+    chunks = n_tasks // chunk_size
+    regroup = lambda x: x.reshape((chunks, chunk_size) + x.shape[1:])
+    vmapped = jax.vmap(one, in_axes=(None, 0, 0, None))
+    chunk_sum = lambda t, k: jax.tree.map(lambda x: jnp.sum(x, axis=0), vmapped(params, t, k, step))
+    mean_of_chunk_sums = _scan_mean(chunk_sum, jax.tree.map(regroup, tasks), regroup(keys), chunks)
+    return jax.tree.map(lambda x: x / chunk_size, mean_of_chunk_sums)
+
+  return mean_over_tasks
+
+
+def _scan_mean(fn, tasks, keys, count):
+  """Mean of ``fn(task, key)`` over the leading axis, accumulated in a scan."""
+  shapes = jax.eval_shape(fn, jax.tree.map(lambda x: x[0], tasks), keys[0])
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+  def body(total, xs):
+    return jax.tree.map(jnp.add, total, fn(*xs)), None
+
+  total, _ = jax.lax.scan(body, zeros, (tasks, keys))
+  return jax.tree.map(lambda x: x / count, total)
+
+
+def select_batching(learner: MetaLearner, params: PyTree, task: Task) -> str:
+  """The ``"auto"`` choice for this backend and workload (see module docstring)."""
+  if jax.default_backend() != "cpu":
+    return "vmap"
+  one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), task)
+  step = jnp.zeros([], jnp.int32)
+  jaxpr = jax.make_jaxpr(learner.task_grad)(params, one, jax.random.key(0), step)
+  return "unrolled" if _has_convolution(jaxpr.jaxpr) else "vmap"
+
+
+def _has_convolution(jaxpr) -> bool:
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "conv_general_dilated":
+      return True
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      if _has_convolution(sub):
+        return True
+  return False
+
+
+def make_meta_step(
+    learner: MetaLearner,
+    optimizer: optax.GradientTransformation,
+    *,
+    batching: str = "auto",
+    chunk_size: int | None = None,
+    donate: bool = True,
+    check_inputs: bool = True,
+) -> Callable[[MetaTrainState, Task, PRNGKey], tuple[MetaTrainState, Metrics]]:
+  """Builds ``meta_step(state, tasks, key) -> (state, metrics)``, compiled once.
+
+  Each call averages the per-task meta-gradients of ``tasks`` (a :class:`Task`
+  with a leading task axis), applies one ``optimizer`` update and returns the
+  mean per-task metrics plus ``grad_norm``. The old state is donated.
+
+  Args:
+    learner: the algorithm, e.g. :func:`metajax.maml`.
+    optimizer: outer optax optimizer (e.g. ``optax.adam(1e-3)``).
+    batching: how the task axis is batched: ``"auto"``, ``"vmap"``, ``"map"``,
+      ``"chunked"`` or ``"unrolled"`` (see the module docstring).
+    chunk_size: tasks per chunk for ``batching="chunked"``.
+    donate: donate the input state's buffers to the output.
+    check_inputs: check shapes and label ranges before running the compiled
+      step: once per input shape signature, and on every call for host (numpy)
+      labels, whose check costs microseconds.
+
+  Returns:
+    The meta-step function. ``meta_step.batching`` tells what ``"auto"`` chose
+    (after the first call).
+
+  Example:
+    >>> import metajax, jax, optax
+    >>> model = metajax.models.mlp_model([40, 40], 1, jax.random.key(0), input_dim=1)
+    >>> learner = metajax.maml(model, inner_lr=0.01, loss="mse")
+    >>> optimizer = optax.adam(1e-3)
+    >>> step = metajax.make_meta_step(learner, optimizer)
+    >>> state = metajax.init_meta_state(learner, optimizer)
+    >>> tasks = metajax.data.sinusoid_tasks(jax.random.key(1), batch_size=4, shots=10)
+    >>> state, metrics = step(state, tasks, jax.random.key(2))
+    >>> int(state.step), sorted(metrics)[:2]
+    (1, ['grad_norm', 'loss'])
+  """
+  if batching not in BATCHING:
+    raise ValueError(
+        f"batching must be one of {BATCHING}, got {batching!r}; 'auto' picks the fastest "
+        "measured choice for the backend."
+    )
+
+  def update(state: MetaTrainState, tasks: Task, key: PRNGKey, *, mode: str):
+    mean_grads = batched_task_grads(learner, batching=mode, chunk_size=chunk_size)
+    grads, metrics = mean_grads(state.params, tasks, key, state.step)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
+    return MetaTrainState(state.step + 1, params, opt_state), metrics
+
+  compiled: dict[str, Callable] = {}
+  checked: set[tuple] = set()
+
+  def meta_step(state: MetaTrainState, tasks: Task, key: PRNGKey):
+    if check_inputs:
+      if not isinstance(tasks, Task):
+        raise TypeError(
+            f"tasks must be a metajax.Task batch, got {type(tasks).__name__}; build one with "
+            "metajax.Task(support_x, support_y, query_x, query_y)."
+        )
+      # Shapes once per signature; label values on every call for host arrays (cheap there).
+      signature = tuple((np.shape(a), np.result_type(a)) for a in tasks)
+      if signature not in checked or isinstance(tasks.support_y, np.ndarray):
+        learner.check_task(tasks)
+        checked.add(signature)
+    if meta_step.batching is None:
+      meta_step.batching = select_batching(learner, state.params, tasks)
+    mode = meta_step.batching
+    if mode not in compiled:
+      compiled[mode] = jax.jit(lambda s, t, k: update(s, t, k, mode=mode),
+                               donate_argnums=(0,) if donate else ())
+    return compiled[mode](state, tasks, key)
+
+  meta_step.batching = None if batching == "auto" else batching
+  meta_step.learner = learner
+  return meta_step
+
+
+def evaluate_tasks(
+    learner: MetaLearner,
+    params: PyTree,
+    tasks: Task,
+    key: PRNGKey,
+    *,
+    steps: int | None = None,
+    batching: str = "vmap",
+) -> Metrics:
+  """Per-task test metrics for a batch of tasks (no outer update).
+
+  Args:
+    learner: the algorithm.
+    params: meta-parameters.
+    tasks: task batch with a leading task axis.
+    key: PRNG key.
+    steps: test-time inner steps (``None``: the learner's ``eval_steps``).
+    batching: ``"vmap"`` or ``"map"``.
+
+  Returns:
+    Metrics with a leading task axis, as numpy arrays.
+  """
+  fn = _eval_fn(learner, steps, batching)
+  keys = jax.random.split(key, jax.tree.leaves(tasks)[0].shape[0])
+  return jax.tree.map(np.asarray, fn(params, tasks, keys))
+
+
+@functools.lru_cache(maxsize=64)
+def _eval_fn(learner: MetaLearner, steps: int | None, batching: str) -> Callable:
+  one = lambda p, t, k: learner.evaluate(p, t, k, steps=steps)
+  if batching == "vmap":
+    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
+  if batching == "map":
+    return jax.jit(lambda p, ts, ks: jax.lax.map(lambda tk: one(p, *tk), (ts, ks)))
+  raise ValueError(f"evaluation batching must be 'vmap' or 'map', got {batching!r}.")
