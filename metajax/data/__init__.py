@@ -16,3 +16,5 @@ from metajax.data.omniglot import omniglot_characters as omniglot_characters
 from metajax.data.sampler import EpisodeSampler as EpisodeSampler
 from metajax.data.sampler import episode_sampler as episode_sampler
 from metajax.data.sampler import sample_episodes as sample_episodes
+from metajax.data.tiny_imagenet import load_tiny_imagenet as load_tiny_imagenet
+from metajax.data.tiny_imagenet import tiny_imagenet_classes as tiny_imagenet_classes

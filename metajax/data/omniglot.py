@@ -8,10 +8,8 @@ their edges. Converted arrays are cached as ``<cache_dir>/omniglot/<archive>_<si
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,22 +25,6 @@ VINYALS_SPLITS = {"train": 4112, "val": 688, "test": 1692, "trainval": 4800}
 _SPLIT_SOURCE = (
   "https://github.com/jakesnell/prototypical-networks/tree/master/data/omniglot/splits/vinyals"
 )
-
-
-def _decode_chunk(source: str, names: list[str], image_size: int) -> np.ndarray:
-  with _io.ImageSource(source) as archive:
-    return np.stack(
-      [
-        _io.decode_image(
-          archive.read(name),
-          where=f"'{name}' in {source}",
-          mode="L",
-          size=(image_size, image_size),
-          invert=True,
-        )
-        for name in names
-      ]
-    )
 
 
 def _archive_path(root: Path, stem: str) -> Path:
@@ -116,21 +98,10 @@ def omniglot_characters(
     names = [n for n in files.names() if n.lower().endswith(".png")]
   _check_counts(archive, source, names)
   characters = sorted({n.rsplit("/", 1)[0] for n in names})
-  workers = workers or min(4, os.cpu_count() or 1)
-  # Few large chunks: every chunk reopens the zip (~0.2 s to read its directory).
-  step = -(-len(names) // (2 * workers))
-  chunks = [names[i : i + step] for i in range(0, len(names), step)]
-  if workers > 1 and len(chunks) > 1 and multiprocessing.parent_process() is None:
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-      parts = list(
-        pool.map(_decode_chunk, [str(source)] * len(chunks), chunks, [image_size] * len(chunks))
-      )
-  else:
-    parts = [_decode_chunk(str(source), chunk, image_size) for chunk in chunks]
-  images = np.concatenate(parts).reshape(
-    len(characters), DRAWINGS_PER_CHARACTER, image_size, image_size, 1
+  pixels = _io.decode_many(
+    source, names, workers=workers, mode="L", size=(image_size, image_size), invert=True
   )
+  images = pixels.reshape(len(characters), DRAWINGS_PER_CHARACTER, image_size, image_size, 1)
   class_names = np.array([c.split("/", 1)[1] for c in characters])
   _io.save_arrays(cache, images=images, names=class_names, source=np.array(source_id))
   return ClassDataset(images, tuple(class_names.tolist()), None, archive)
