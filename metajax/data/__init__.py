@@ -6,11 +6,13 @@ from metajax.data.augment import compose as compose
 from metajax.data.augment import random_crop as random_crop
 from metajax.data.augment import random_flip as random_flip
 from metajax.data.augment import rotations_as_classes as rotations_as_classes
+from metajax.data.cifar_fs import load_cifar_fs as load_cifar_fs
 from metajax.data.dataset import ClassDataset as ClassDataset
 from metajax.data.dataset import from_class_lists as from_class_lists
 from metajax.data.dataset import from_labels as from_labels
 from metajax.data.download import download_file as download_file
 from metajax.data.download import download_omniglot as download_omniglot
+from metajax.data.mini_imagenet import load_mini_imagenet as load_mini_imagenet
 from metajax.data.omniglot import load_omniglot as load_omniglot
 from metajax.data.omniglot import omniglot_characters as omniglot_characters
 from metajax.data.sampler import EpisodeSampler as EpisodeSampler
