@@ -18,5 +18,10 @@ from metajax.data.omniglot import omniglot_characters as omniglot_characters
 from metajax.data.sampler import EpisodeSampler as EpisodeSampler
 from metajax.data.sampler import episode_sampler as episode_sampler
 from metajax.data.sampler import sample_episodes as sample_episodes
+from metajax.data.sinusoid import SinusoidParams as SinusoidParams
+from metajax.data.sinusoid import sinusoid as sinusoid
+from metajax.data.sinusoid import sinusoid_params as sinusoid_params
+from metajax.data.sinusoid import sinusoid_tasks as sinusoid_tasks
+from metajax.data.tfds_source import from_tfds as from_tfds
 from metajax.data.tiny_imagenet import load_tiny_imagenet as load_tiny_imagenet
 from metajax.data.tiny_imagenet import tiny_imagenet_classes as tiny_imagenet_classes
