@@ -1,0 +1,155 @@
+"""Matching Networks: attention over the support set, with optional full context embeddings."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from metajax.algorithms import _metric
+from metajax.algorithms.protonet import cosine_similarity
+from metajax.core._checks import check_steps
+from metajax.core.learner import Model, from_nnx
+from metajax.core.meta_learner import MetaLearner
+from metajax.core.types import Array
+
+
+class MatchingSupport(NamedTuple):
+  """Matching Network's task-specific state.
+
+  Attributes:
+    features: ``[n_support, d]`` support embeddings ``g(x_i)`` (after the context LSTM).
+    one_hot: ``[n_support, ways]`` support labels.
+    support_raw: ``[n_support, d]`` embeddings before the context LSTM (read by ``f``).
+  """
+
+  features: Array
+  one_hot: Array
+  support_raw: Array
+
+
+class FullContextEmbedding(nnx.Module):
+  """Full context embeddings of Vinyals et al. (2016), Appendix A.
+
+  ``g``: a bidirectional LSTM over the support embeddings ``g'(x_i)``, with the skip connection
+  ``g(x_i) = h_fwd_i + h_bwd_i + g'(x_i)`` (the result depends on the support order, as in the
+  paper). ``f``: an attention LSTM run for ``steps`` processing steps on each query embedding
+  ``f'(x)``: ``h_k, c_k = LSTM([f'(x), r_{k-1}], (h_{k-1}, c_{k-1}))``, ``h_k <- h_k + f'(x)``,
+  ``r_k = sum_i softmax_i(h_k . g(x_i)) g(x_i)``; ``f(x) = h_K``. The read-out ``r`` enters as
+  LSTM input (the paper concatenates it to the hidden state); ``h_0 = c_0 = r_0 = 0``.
+
+  Args:
+    features: embedding size ``d``.
+    steps: processing steps ``K`` of the attention LSTM.
+    rngs: NNX random streams.
+  """
+
+  def __init__(self, features: int, *, steps: int, rngs: nnx.Rngs):
+    self.forward = nnx.RNN(nnx.LSTMCell(features, features, rngs=rngs), rngs=False)
+    self.backward = nnx.RNN(nnx.LSTMCell(features, features, rngs=rngs), reverse=True,
+                            keep_order=True, rngs=False)
+    self.query_cell = nnx.LSTMCell(2 * features, features, rngs=rngs)
+    self.steps = steps
+
+  def __call__(self, inputs: tuple[Array, Array]) -> tuple[Array, Array]:
+    support, query = inputs
+    start = (jnp.zeros_like(support[:1]), jnp.zeros_like(support[:1]))
+    sequence = support[None]  # one sequence (batch 1) over the support set
+    context = (support + self.forward(sequence, initial_carry=start)[0]
+               + self.backward(sequence, initial_carry=start)[0])
+    zeros = jnp.zeros_like(query)
+    carry, read = (zeros, zeros), zeros
+    for _ in range(self.steps):
+      carry, hidden = self.query_cell(carry, jnp.concatenate([query, read], axis=-1))
+      hidden = hidden + query
+      carry = (carry[0], hidden)
+      read = jax.nn.softmax(hidden @ context.T, axis=-1) @ context
+    return context, carry[1]
+
+
+def matching_net(
+    embedding: Model,
+    *,
+    full_context: bool = False,
+    features: int | None = None,
+    processing_steps: int = 5,
+    ways: int | None = None,
+    batch_norm: str = "transductive",
+    key: jax.Array | None = None,
+) -> MetaLearner:
+  """Matching Networks: a query's class distribution is cosine attention over the support set.
+
+  ``p(y | x) = sum_i a(x, x_i) onehot(y_i)`` with ``a = softmax_i(cos(f(x), g(x_i)))``. Outputs
+  (``predict``, and the logits behind ``loss``) are log class probabilities ``log p(y | x)``
+  ``[n_query, ways]``, so ``exp`` of them sums to one over the classes; the loss is
+  ``-log p(y | x)``. Without full context embeddings ``f = g =`` the embedding network.
+
+  Args:
+    embedding: the embedding network (flattened outputs), e.g. ``conv4_model(None, key)``.
+    full_context: add the full context embeddings (:class:`FullContextEmbedding`).
+    features: embedding size ``d`` (required with ``full_context``: the LSTMs' width).
+    processing_steps: ``K`` of the attention LSTM.
+    ways: static class width, see :func:`metajax.protonet`.
+    batch_norm: ``"transductive"`` or ``"frozen"``, see :func:`metajax.protonet`.
+    key: PRNG key for the context LSTMs' initialisation (``key(0)`` when None).
+
+  Returns:
+    A :class:`metajax.MetaLearner`; meta-parameters are ``{"embedding": params}`` plus
+    ``"context"`` (the LSTMs) with ``full_context``.
+
+  Example:
+    >>> import jax, metajax
+    >>> embedding = metajax.models.conv4_model(None, jax.random.key(0), filters=8)
+    >>> sorted(matching_net(embedding, full_context=True, features=8).init())
+    ['context', 'embedding']
+
+  References:
+    Vinyals, Blundell, Lillicrap, Kavukcuoglu & Wierstra, "Matching Networks for One Shot
+    Learning", NeurIPS 2016. https://arxiv.org/abs/1606.04080
+  """
+  processing_steps = check_steps(processing_steps, "processing_steps", minimum=1)
+  context = None
+  if full_context:
+    if features is None:
+      raise ValueError(
+          "matching_net(full_context=True) needs features=<embedding size> to size the LSTMs; "
+          "pass e.g. features=64 for Conv-4 on 28x28 inputs."
+      )
+    context = from_nnx(FullContextEmbedding(
+        features, steps=processing_steps,
+        rngs=nnx.Rngs(jax.random.key(0) if key is None else key)))
+
+  def init_extra():
+    return {} if context is None else {"context": jax.tree.map(jnp.array, context.params)}
+
+  def fit(meta_params, support_features, labels, ways):
+    one_hot = _metric.one_hot(labels, ways)
+    if context is None:
+      return MatchingSupport(support_features, one_hot, support_features)
+    g = context.apply(meta_params["context"], context.state,
+                      (support_features, support_features[:1]))[0][0]
+    return MatchingSupport(g, one_hot, support_features)
+
+  def score(meta_params, support, query_features):
+    f = query_features
+    if context is not None:
+      f = context.apply(meta_params["context"], context.state,
+                        (support.support_raw, query_features))[0][1]
+    log_attention = jax.nn.log_softmax(cosine_similarity(f, support.features), axis=-1)
+    return class_log_probabilities(log_attention, support.one_hot)
+
+  return _metric.build(embedding, name="matching_net", ways=ways, batch_norm=batch_norm,
+                       flatten=True, init_extra=init_extra, fit=fit, score=score)
+
+
+def class_log_probabilities(log_attention: Array, one_hot: Array) -> Array:
+  """``log sum_{i in c} a_i`` per class from ``[n_query, n_support]`` log-attention weights.
+
+  Classes with no support example get :data:`metajax.algorithms._metric.ABSENT_LOGIT`.
+  """
+  probabilities = jnp.exp(log_attention) @ one_hot
+  present = one_hot.sum(axis=0) > 0
+  # The inner where keeps log() away from 0, so absent classes give no NaN gradients.
+  return jnp.where(present, jnp.log(jnp.where(present, probabilities, 1.0)), _metric.ABSENT_LOGIT)

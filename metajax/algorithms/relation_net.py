@@ -1,0 +1,153 @@
+"""Relation Networks: a learned relation module scores query/class feature-map pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from metajax.algorithms import _metric
+from metajax.algorithms._gradient_based import check_batch_norm, check_model
+from metajax.core.learner import Model, from_nnx
+from metajax.core.meta_learner import MetaLearner
+from metajax.core.types import Array
+
+
+class RelationSupport(NamedTuple):
+  """Relation Network's task-specific state.
+
+  Attributes:
+    class_features: ``[ways, *feature_shape]`` sum of each class's support feature maps.
+    counts: ``[ways]`` support examples per class.
+  """
+
+  class_features: Array
+  counts: Array
+
+
+class RelationModule(nnx.Module):
+  """Sung et al.'s relation module: 2 blocks of 3x3 conv -> BatchNorm -> ReLU -> 2x2 max-pool
+  ('SAME', so 1x1 maps stay 1x1), then a ReLU hidden layer and one output (a logit).
+
+  Args:
+    feature_shape: ``(h, w, c)`` of one embedding feature map; the module reads pairs
+      ``[m, h, w, 2c]``.
+    filters: conv channels (64 in the paper).
+    hidden: hidden units (8 in the paper).
+    rngs: NNX random streams.
+  """
+
+  def __init__(self, feature_shape: Sequence[int], *, filters: int = 64, hidden: int = 8,
+               rngs: nnx.Rngs):
+    if len(feature_shape) != 3:
+      raise ValueError(
+          f"feature_shape must be (h, w, c) of the embedding's feature maps, got "
+          f"{tuple(feature_shape)}; build the embedding with flatten=False."
+      )
+    h, w, c = (int(d) for d in feature_shape)
+    self.convs = nnx.List([nnx.Conv(2 * c, filters, (3, 3), rngs=rngs),
+                           nnx.Conv(filters, filters, (3, 3), rngs=rngs)])
+    self.norms = nnx.List([nnx.BatchNorm(filters, momentum=0.9, rngs=rngs) for _ in range(2)])
+    for _ in range(2):
+      h, w = -(-h // 2), -(-w // 2)
+    self.hidden = nnx.Linear(h * w * filters, hidden, rngs=rngs)
+    self.output = nnx.Linear(hidden, 1, rngs=rngs)
+
+  def __call__(self, pairs: Array) -> Array:
+    x = pairs
+    for conv, norm in zip(self.convs, self.norms):
+      x = nnx.max_pool(jax.nn.relu(norm(conv(x))), (2, 2), strides=(2, 2), padding="SAME")
+    x = jax.nn.relu(self.hidden(x.reshape(x.shape[0], -1)))
+    return self.output(x)[:, 0]
+
+
+def relation_module_model(
+    feature_shape: Sequence[int], key: jax.Array, *, filters: int = 64, hidden: int = 8
+) -> Model:
+  """A :class:`metajax.Model` for a :class:`RelationModule`.
+
+  Example:
+    >>> import jax
+    >>> module = relation_module_model((7, 7, 64), jax.random.key(0))
+    >>> sorted(module.params)
+    ['convs', 'hidden', 'norms', 'output']
+  """
+  return from_nnx(RelationModule(feature_shape, filters=filters, hidden=hidden,
+                                 rngs=nnx.Rngs(key)))
+
+
+def relation_net(
+    embedding: Model,
+    relation_module: Model,
+    *,
+    ways: int | None = None,
+    batch_norm: str = "transductive",
+) -> MetaLearner:
+  """Relation Networks: relation scores ``sigmoid(g([f(x), sum_{i in c} f(x_i)]))`` in (0, 1).
+
+  The embedding's feature maps (``[n, h, w, c]``, e.g. ``conv4_model(None, key, flatten=False,
+  pooled_blocks=2)`` as in the paper) of each query and each class (the sum over the class's
+  support examples, the paper's K-shot rule) are concatenated along channels, and the relation
+  module maps each of the ``n_query * ways`` pairs to one logit. The loss is the mean squared
+  error between the scores and the one-hot query labels, as in the paper. ``predict`` returns
+  the scores ``[n_query, ways]``; classes absent from the support set score 0. Flat embeddings
+  ``[n, d]`` also work with a relation module that reads ``[m, 2d]``.
+
+  Args:
+    embedding: the embedding network.
+    relation_module: a model of ``[m, *pair_shape] -> [m]`` (or ``[m, 1]``) logits, e.g.
+      :func:`relation_module_model`.
+    ways: static class width, see :func:`metajax.protonet`.
+    batch_norm: ``"transductive"`` or ``"frozen"`` for both networks (the relation module's
+      batch is the set of pairs), see :func:`metajax.protonet`.
+
+  Returns:
+    A :class:`metajax.MetaLearner`; meta-parameters are ``{"embedding": ..., "relation": ...}``.
+
+  Example:
+    >>> import jax, metajax
+    >>> embedding = metajax.models.conv4_model(None, jax.random.key(0), filters=8,
+    ...                                        flatten=False, pooled_blocks=2)
+    >>> module = relation_module_model((7, 7, 8), jax.random.key(1), filters=8)
+    >>> sorted(relation_net(embedding, module).init())
+    ['embedding', 'relation']
+
+  References:
+    Sung, Yang, Zhang, Xiang, Torr & Hospedales, "Learning to Compare: Relation Network for
+    Few-Shot Learning", CVPR 2018. https://arxiv.org/abs/1711.06025
+  """
+  relation_module = check_model(relation_module)
+  train = check_batch_norm(batch_norm)
+
+  def init_extra():
+    return {"relation": jax.tree.map(jnp.array, relation_module.params)}
+
+  def fit(meta_params, features, labels, ways):
+    del meta_params
+    return RelationSupport(_metric.class_sums(features, labels, ways),
+                           _metric.class_counts(labels, ways))
+
+  def score(meta_params, support, query_features):
+    n_query, ways = query_features.shape[0], support.class_features.shape[0]
+    queries = jnp.broadcast_to(query_features[:, None], (n_query, ways, *query_features.shape[1:]))
+    classes = jnp.broadcast_to(support.class_features[None], queries.shape)
+    pairs = jnp.concatenate([queries, classes], axis=-1).reshape(n_query * ways,
+                                                                 *queries.shape[2:-1], -1)
+    logits = relation_module.apply(meta_params["relation"], relation_module.state, pairs,
+                                   train=train)[0]
+    scores = jax.nn.sigmoid(logits.reshape(n_query, ways))
+    return jnp.where(support.counts > 0, scores, 0.0)
+
+  def objective(meta_params, episode):
+    del meta_params
+    present = (episode.adapted.counts > 0).astype(jnp.float32)
+    targets = _metric.one_hot(episode.query_y, episode.ways)
+    squared = (episode.logits - targets) ** 2 * present
+    return squared.sum() / (present.sum() * episode.logits.shape[0])
+
+  return _metric.build(embedding, name="relation_net", ways=ways, batch_norm=batch_norm,
+                       flatten=False, init_extra=init_extra, fit=fit, score=score,
+                       objective=objective)
