@@ -68,23 +68,26 @@ def merge(adapted: PyTree, frozen: PyTree, mask: PyTree) -> PyTree:
 
 
 def make_output_checker(model: Model, loss: Loss, train: bool) -> Callable[[Task], None]:
-  """Host-side task check: shapes always, label range for classification."""
-  cache: dict[tuple, int] = {}
+  """Host-side task check: shapes, model output against the loss, label range."""
+  ways_by_signature: dict[tuple, int] = {}
 
   def check_task(tasks: Task) -> None:
     batched = _is_batched(tasks, loss)
     check_task_shapes(tasks, batched=batched)
-    if not loss.classification:
-      return
     one = jax.tree.map(lambda a: a[0], tasks) if batched else tasks
-    signature = tuple(np.shape(one.support_x))
-    if signature not in cache:
-      out = jax.eval_shape(lambda p, s, x: model.apply(p, s, x, train=train)[0], model.params,
-                           model.state, one.support_x)
-      cache[signature] = out.shape[-1]
-    ways = cache[signature]
-    check_labels(tasks.support_y, ways, "support_y")
-    check_labels(tasks.query_y, ways, "query_y")
+    signature = tuple((np.shape(a), getattr(a, "dtype", None)) for a in one)
+    if signature not in ways_by_signature:
+      def support_loss(params, state, task):
+        out = model.apply(params, state, task.support_x, train=train)[0]
+        return loss.fn(out, task.support_y), out
+
+      # Traces the loss on one task's shapes: its own shape rules raise here, before any compile.
+      _, out = jax.eval_shape(support_loss, model.params, model.state, one)
+      ways_by_signature[signature] = out.shape[-1]
+    if loss.classification:
+      ways = ways_by_signature[signature]
+      check_labels(tasks.support_y, ways, "support_y")
+      check_labels(tasks.query_y, ways, "query_y")
 
   return check_task
 

@@ -152,6 +152,39 @@ def _has_convolution(jaxpr) -> bool:
   return False
 
 
+def meta_update(
+    learner: MetaLearner,
+    optimizer: optax.GradientTransformation,
+    *,
+    batching: str = "vmap",
+    chunk_size: int | None = None,
+) -> Callable[[MetaTrainState, Task, PRNGKey], tuple[MetaTrainState, Metrics]]:
+  """The pure (un-jitted) meta-update that :func:`make_meta_step` compiles.
+
+  Use it to fuse several meta-steps into one compiled loop (``lax.scan``), as
+  :func:`metajax.train.sinusoid.train_sinusoid` does with tasks sampled on device.
+
+  Args:
+    learner: the algorithm.
+    optimizer: outer optax optimizer.
+    batching: ``"vmap"``, ``"map"``, ``"chunked"`` or ``"unrolled"``.
+    chunk_size: tasks per chunk for ``"chunked"``.
+
+  Returns:
+    ``update(state, tasks, key) -> (state, metrics)``.
+  """
+  mean_grads = batched_task_grads(learner, batching=batching, chunk_size=chunk_size)
+
+  def update(state: MetaTrainState, tasks: Task, key: PRNGKey):
+    grads, metrics = mean_grads(state.params, tasks, key, state.step)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
+    return MetaTrainState(state.step + 1, params, opt_state), metrics
+
+  return update
+
+
 def make_meta_step(
     learner: MetaLearner,
     optimizer: optax.GradientTransformation,
@@ -200,14 +233,6 @@ def make_meta_step(
         "measured choice for the backend."
     )
 
-  def update(state: MetaTrainState, tasks: Task, key: PRNGKey, *, mode: str):
-    mean_grads = batched_task_grads(learner, batching=mode, chunk_size=chunk_size)
-    grads, metrics = mean_grads(state.params, tasks, key, state.step)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
-    return MetaTrainState(state.step + 1, params, opt_state), metrics
-
   compiled: dict[str, Callable] = {}
   checked: set[tuple] = set()
 
@@ -219,7 +244,7 @@ def make_meta_step(
             "metajax.Task(support_x, support_y, query_x, query_y)."
         )
       # Shapes once per signature; label values on every call for host arrays (cheap there).
-      signature = tuple((np.shape(a), np.result_type(a)) for a in tasks)
+      signature = tuple((np.shape(a), getattr(a, "dtype", type(a))) for a in tasks)
       if signature not in checked or isinstance(tasks.support_y, np.ndarray):
         learner.check_task(tasks)
         checked.add(signature)
@@ -227,8 +252,8 @@ def make_meta_step(
       meta_step.batching = select_batching(learner, state.params, tasks)
     mode = meta_step.batching
     if mode not in compiled:
-      compiled[mode] = jax.jit(lambda s, t, k: update(s, t, k, mode=mode),
-                               donate_argnums=(0,) if donate else ())
+      update = meta_update(learner, optimizer, batching=mode, chunk_size=chunk_size)
+      compiled[mode] = jax.jit(update, donate_argnums=(0,) if donate else ())
     return compiled[mode](state, tasks, key)
 
   meta_step.batching = None if batching == "auto" else batching
