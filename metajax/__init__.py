@@ -12,9 +12,14 @@ from metajax.algorithms import anil as anil
 from metajax.algorithms import fomaml as fomaml
 from metajax.algorithms import maml as maml
 from metajax.algorithms import maml_plus_plus as maml_plus_plus
+from metajax.algorithms import matching_net as matching_net
 from metajax.algorithms import meta_sgd as meta_sgd
+from metajax.algorithms import protonet as protonet
+from metajax.algorithms import r2d2 as r2d2
+from metajax.algorithms import relation_net as relation_net
 from metajax.algorithms import reptile as reptile
 from metajax.algorithms import reptile_outer_optimizer as reptile_outer_optimizer
+from metajax.algorithms import siamese as siamese
 from metajax.core.inner_loop import InnerLoopResult as InnerLoopResult
 from metajax.core.inner_loop import inner_loop as inner_loop
 from metajax.core.inner_loop import learned_sgd as learned_sgd
