@@ -2,6 +2,7 @@
 
 from metajax.data._paths import cache_dir as cache_dir
 from metajax.data._paths import data_dir as data_dir
+from metajax.data._tfds_omniglot import prepare_tfds_omniglot as prepare_tfds_omniglot
 from metajax.data.augment import compose as compose
 from metajax.data.augment import random_crop as random_crop
 from metajax.data.augment import random_flip as random_flip

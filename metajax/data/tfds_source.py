@@ -35,7 +35,10 @@ def from_tfds(
     chunk_size: records read per call.
 
   Returns:
-    A dataset with one class per label value (names from the ``ClassLabel`` feature).
+    A dataset with one class per label value present in the split, in label order (names from
+    the ``ClassLabel`` feature). Label values without examples in the split are left out: a
+    ``ClassLabel`` names the classes of every split, e.g. omniglot's 1623 characters of which
+    ``"train"`` holds 964 and ``"test"`` 659.
 
   Raises:
     ImportError: when ``tensorflow-datasets`` is not installed.
@@ -43,6 +46,9 @@ def from_tfds(
 
   Example:
     >>> ds = from_tfds("omniglot", split="test")  # doctest: +SKIP
+
+  Omniglot can be prepared offline from the official zips with
+  :func:`metajax.data.prepare_tfds_omniglot`.
   """
   try:
     tfds = importlib.import_module("tensorflow_datasets")
@@ -69,4 +75,7 @@ def from_tfds(
     records = source.__getitems__(list(range(start, min(start + chunk_size, len(source)))))
     images.extend(np.asarray(r[image_key], np.uint8) for r in records)
     labels.extend(int(r[label_key]) for r in records)
-  return from_labels(np.stack(images), labels, class_names, name=f"tfds/{name}/{split}")
+  present, labels = np.unique(np.asarray(labels, np.int64), return_inverse=True)
+  return from_labels(
+    np.stack(images), labels, [class_names[i] for i in present], name=f"tfds/{name}/{split}"
+  )
