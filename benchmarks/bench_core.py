@@ -65,15 +65,25 @@ def init_plain(key):
 
 def time_calls(call, n_calls: int, repeats: int) -> float:
   """Median steps/s over ``repeats`` timed runs of ``n_calls`` calls."""
-  rates = []
+  return time_interleaved({"call": call}, n_calls, repeats)["call"]
+
+
+def time_interleaved(calls: dict, n_calls: int, repeats: int) -> dict[str, float]:
+  """Median steps/s of each callable, timed in alternating blocks.
+
+  Alternating blocks expose every implementation to the same machine load, so the
+  ratio stays meaningful on a shared, noisy machine.
+  """
+  rates = {name: [] for name in calls}
   for _ in range(repeats):
-    start = time.perf_counter()
-    out = None
-    for _ in range(n_calls):
-      out = call()
-    jax.block_until_ready(out)
-    rates.append(n_calls / (time.perf_counter() - start))
-  return statistics.median(rates)
+    for name, call in calls.items():
+      start = time.perf_counter()
+      out = None
+      for _ in range(n_calls):
+        out = call()
+      jax.block_until_ready(out)
+      rates[name].append(n_calls / (time.perf_counter() - start))
+  return {name: statistics.median(r) for name, r in rates.items()}
 
 
 def peak_rss_mib() -> float:
@@ -101,8 +111,7 @@ def bench(inner_steps: int, n_calls: int, repeats: int) -> dict:
     holder[0], metrics = meta_step(holder[0], tasks, key)
     return metrics["loss"]
 
-  results["metajax"] = {"steps_per_s": time_calls(metajax_call, n_calls, repeats),
-                        "compile_s": compile_s, "batching": meta_step.batching}
+  results["metajax"] = {"compile_s": compile_s, "batching": meta_step.batching}
 
   # Plain JAX.
   plain_step = plain_jax_meta_step(inner_steps, optimizer)
@@ -119,8 +128,10 @@ def bench(inner_steps: int, n_calls: int, repeats: int) -> dict:
     plain_holder[0], plain_holder[1], loss = plain_step(*plain_holder, batch)
     return loss
 
-  results["plain_jax"] = {"steps_per_s": time_calls(plain_call, n_calls, repeats),
-                          "compile_s": compile_s}
+  results["plain_jax"] = {"compile_s": compile_s}
+  rates = time_interleaved({"metajax": metajax_call, "plain_jax": plain_call}, n_calls, repeats)
+  for impl, rate in rates.items():
+    results[impl]["steps_per_s"] = rate
   results["ratio_metajax_to_plain"] = (results["metajax"]["steps_per_s"]
                                        / results["plain_jax"]["steps_per_s"])
   results["peak_rss_mib"] = peak_rss_mib()
@@ -129,8 +140,9 @@ def bench(inner_steps: int, n_calls: int, repeats: int) -> dict:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--calls", type=int, default=1000, help="meta-steps per timed run")
-  parser.add_argument("--repeats", type=int, default=5, help="timed runs (median reported)")
+  parser.add_argument("--calls", type=int, default=200, help="meta-steps per timed block")
+  parser.add_argument("--repeats", type=int, default=10,
+                      help="alternating timed blocks per implementation (median reported)")
   parser.add_argument("--json", help="write results to this JSON file")
   args = parser.parse_args()
   rows = {}
