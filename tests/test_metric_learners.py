@@ -1,0 +1,247 @@
+"""Metric learners: ProtoNet, Matching Net, Relation Net, Siamese, R2D2.
+
+Each algorithm's defining computation is checked against an independent one, then every learner
+goes through jit, a no-retrace meta-step, finite outputs and a loss that falls on a tiny problem.
+Embeddings are small MLPs (fast to compile) except for the Relation Network, which needs maps.
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import metajax
+from metajax.algorithms import (
+    matching_net,
+    protonet,
+    r2d2,
+    relation_module_model,
+    relation_net,
+    siamese,
+    verification_metrics,
+)
+from metajax.algorithms.siamese import pair_logits
+from metajax.models import conv4_model, mlp_model
+
+FEATURES = 6
+EMBED = 8
+
+
+def embedding(key=0):
+  return mlp_model([16], EMBED, jax.random.key(key), input_dim=FEATURES)
+
+
+def image_embedding(key=0):
+  return conv4_model(None, jax.random.key(key), input_shape=(8, 8, 1), filters=4,
+                     pooled_blocks=2, flatten=False)
+
+
+def synthetic_tasks(key, *, batch=2, ways=3, shots=2, queries=2, image=False, shuffle=True):
+  """Tasks whose classes are noisy copies of random prototypes; support order shuffled."""
+  shape = (8, 8, 1) if image else (FEATURES,)
+  keys = jax.random.split(key, 4)
+  prototypes = jax.random.normal(keys[0], (batch, ways, *shape))
+  support_y = np.tile(np.repeat(np.arange(ways), shots), (batch, 1)).astype(np.int32)
+  if shuffle:
+    support_y = np.stack([np.random.default_rng(i).permutation(row)
+                          for i, row in enumerate(support_y)])
+  query_y = np.tile(np.repeat(np.arange(ways), queries), (batch, 1)).astype(np.int32)
+
+  def draw(k, labels):
+    centres = jnp.take_along_axis(prototypes, labels.reshape(batch, -1, *[1] * len(shape)), 1)
+    return centres + 0.3 * jax.random.normal(k, centres.shape)
+
+  return metajax.Task(draw(keys[1], support_y), jnp.asarray(support_y),
+                      draw(keys[2], query_y), jnp.asarray(query_y))
+
+
+def first(tasks):
+  return jax.tree.map(lambda a: a[0], tasks)
+
+
+def features_of(model, params, x):
+  return np.asarray(model.apply(params, model.state, x, train=True)[0]).reshape(len(x), -1)
+
+
+LEARNERS = {
+    "protonet": lambda: protonet(embedding()),
+    "protonet_cosine": lambda: protonet(embedding(), distance="cosine"),
+    "matching_net": lambda: matching_net(embedding()),
+    "matching_net_fce": lambda: matching_net(embedding(), full_context=True, features=EMBED,
+                                             processing_steps=2),
+    "relation_net": lambda: relation_net(
+        image_embedding(), relation_module_model((2, 2, 4), jax.random.key(1), filters=4,
+                                                 hidden=4)),
+    "siamese": lambda: siamese(embedding(), features=EMBED),
+    "r2d2": lambda: r2d2(embedding()),
+}
+
+
+def tasks_for(name, key=0, **kwargs):
+  return synthetic_tasks(jax.random.key(key), image=name == "relation_net", **kwargs)
+
+
+# --- the defining computations ------------------------------------------------------------------
+
+
+def test_protonet_logits_are_negative_squared_distances_to_class_means():
+  model = embedding()
+  learner = protonet(model)
+  params = learner.init()
+  task = first(synthetic_tasks(jax.random.key(0), ways=3, shots=3))
+  logits = learner.predict(params, learner.adapt(params, task.support_x, task.support_y),
+                           task.query_x)
+  support = features_of(model, params["embedding"], task.support_x)
+  query = features_of(model, params["embedding"], task.query_x)
+  labels = np.asarray(task.support_y)
+  means = np.stack([support[labels == c].mean(0) for c in range(3)])
+  expected = -((query[:, None, :] - means[None]) ** 2).sum(-1)
+  chex.assert_shape(logits, (len(query), len(labels)))  # width n_support when ways=None
+  np.testing.assert_allclose(logits[:, :3], expected, rtol=1e-5, atol=1e-5)
+  assert np.all(np.asarray(logits[:, 3:]) < -1e29)  # classes absent from the support set
+
+
+def test_protonet_cosine_and_support_order_invariance():
+  learner = protonet(embedding(), distance="cosine", ways=3)
+  params = learner.init()
+  task = first(synthetic_tasks(jax.random.key(1), ways=3, shots=2))
+  logits = learner.predict(params, learner.adapt(params, task.support_x, task.support_y),
+                           task.query_x)
+  perm = np.random.default_rng(0).permutation(len(task.support_y))
+  permuted = learner.predict(
+      params, learner.adapt(params, task.support_x[perm], task.support_y[perm]), task.query_x)
+  chex.assert_shape(logits, (task.query_x.shape[0], 3))
+  chex.assert_trees_all_close(logits, permuted, rtol=1e-5, atol=1e-5)
+  assert np.all(np.abs(np.asarray(logits)) <= float(params["scale"]) + 1e-4)
+
+
+def test_evaluate_with_other_ways_than_training():
+  learner = protonet(embedding(), ways=5)
+  params = learner.init()
+  task = first(synthetic_tasks(jax.random.key(2), ways=3))
+  wide = learner.evaluate(params, task)
+  narrow = learner.evaluate(params, task, ways=3)
+  chex.assert_trees_all_close(wide, narrow, rtol=1e-5)
+
+
+@pytest.mark.parametrize("full_context", [False, True])
+def test_matching_net_attention_sums_to_one(full_context):
+  learner = matching_net(embedding(), full_context=full_context, features=EMBED,
+                         processing_steps=2)
+  params = learner.init()
+  task = first(synthetic_tasks(jax.random.key(3), ways=3, shots=2))
+  log_probs = learner.predict(params, learner.adapt(params, task.support_x, task.support_y,
+                                                    ways=3), task.query_x)
+  np.testing.assert_allclose(np.exp(log_probs).sum(-1), 1.0, rtol=1e-5)
+  # One class per support example: the class probabilities are the attention weights.
+  n_support = task.support_x.shape[0]
+  attention = np.exp(learner.predict(
+      params, learner.adapt(params, task.support_x, jnp.arange(n_support)), task.query_x))
+  np.testing.assert_allclose(attention.sum(-1), 1.0, rtol=1e-5)
+  if not full_context:
+    model = embedding()
+    s = features_of(model, params["embedding"], task.support_x)
+    q = features_of(model, params["embedding"], task.query_x)
+    cos = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (
+        s / np.linalg.norm(s, axis=1, keepdims=True)).T
+    expected = np.exp(cos) / np.exp(cos).sum(1, keepdims=True)
+    np.testing.assert_allclose(attention, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_r2d2_woodbury_solution_equals_primal_ridge():
+  model = embedding()
+  learner = r2d2(model, init_lambda=0.5)
+  params = learner.init()
+  task = first(synthetic_tasks(jax.random.key(4), ways=3, shots=2))  # n_support=6 < d=8
+  head = learner.adapt(params, task.support_x, task.support_y, ways=3)
+  x = jnp.asarray(features_of(model, params["embedding"], task.support_x))
+  y = jax.nn.one_hot(task.support_y, 3)
+  primal = jnp.linalg.solve(x.T @ x + 0.5 * jnp.eye(EMBED), x.T @ y)
+  np.testing.assert_allclose(head.weights, primal, rtol=1e-3, atol=1e-4)
+
+
+def test_siamese_distance_is_symmetric():
+  learner = siamese(embedding(), features=EMBED)
+  params = learner.init()
+  params["distance"]["weights"] = jax.random.normal(jax.random.key(5), (EMBED,))
+  x = jax.random.normal(jax.random.key(6), (4, FEATURES))
+  y = jax.random.normal(jax.random.key(7), (4, FEATURES))
+  forward = learner.predict(params, learner.adapt(params, x, jnp.arange(4)), y)
+  backward = learner.predict(params, learner.adapt(params, y, jnp.arange(4)), x)
+  chex.assert_trees_all_close(forward, backward.T, rtol=1e-5, atol=1e-5)
+  f = jax.random.normal(jax.random.key(8), (3, EMBED))
+  g = jax.random.normal(jax.random.key(9), (5, EMBED))
+  chex.assert_trees_all_close(pair_logits(params["distance"], f, g),
+                              pair_logits(params["distance"], g, f).T, rtol=1e-6)
+
+
+def test_verification_metrics_against_brute_force():
+  rng = np.random.default_rng(0)
+  scores = np.round(rng.normal(size=40), 1)  # ties on purpose
+  same = rng.random(40) < 0.4
+  pos, neg = scores[same], scores[~same]
+  auc = np.mean((pos[:, None] > neg[None]) + 0.5 * (pos[:, None] == neg[None]))
+  decided = scores > 0
+  tp = np.sum(decided & same)
+  f1 = 2 * tp / (decided.sum() + same.sum())
+  metrics = verification_metrics(scores, same)
+  np.testing.assert_allclose(metrics["roc_auc"], auc)
+  np.testing.assert_allclose(metrics["f1"], f1)
+  np.testing.assert_allclose(metrics["accuracy"], np.mean(decided == same))
+
+
+def test_relation_scores_in_unit_interval():
+  learner = LEARNERS["relation_net"]()
+  params = learner.init()
+  task = first(tasks_for("relation_net", ways=3))
+  scores = learner.predict(params, learner.adapt(params, task.support_x, task.support_y, ways=3),
+                           task.query_x)
+  chex.assert_shape(scores, (task.query_x.shape[0], 3))
+  assert np.all((np.asarray(scores) > 0) & (np.asarray(scores) < 1))
+
+
+# --- input checks -------------------------------------------------------------------------------
+
+
+def test_check_task_rejects_bad_labels():
+  learner = protonet(embedding(), ways=3)
+  tasks = synthetic_tasks(jax.random.key(0), ways=3)
+  learner.check_task(tasks)
+  with pytest.raises(ValueError, match="no support example"):
+    learner.check_task(tasks._replace(support_y=jnp.zeros_like(tasks.support_y)))
+  with pytest.raises(ValueError, match=r"\[0, 3\)"):
+    learner.check_task(tasks._replace(query_y=tasks.query_y + 1))
+  with pytest.raises(ValueError, match="n_support"):
+    protonet(embedding()).check_task(tasks._replace(support_y=tasks.support_y * 10,
+                                                    query_y=tasks.query_y * 10))
+
+
+# --- every learner: jit, no retrace, finite, learns ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(LEARNERS))
+def test_meta_step_compiles_once_is_finite_and_lowers_the_loss(name):
+  learner = LEARNERS[name]()
+  traces = []
+
+  def counted_task_grad(*args):
+    traces.append(1)  # runs once per trace (vmap traces the function once)
+    return learner.task_grad(*args)
+
+  counted = learner._replace(task_grad=counted_task_grad)
+  optimizer = optax.adam(1e-2)
+  step = metajax.make_meta_step(counted, optimizer, batching="vmap")
+  state = metajax.init_meta_state(counted, optimizer)
+  tasks = tasks_for(name, key=10)
+  losses = []
+  for i in range(6):
+    state, metrics = step(state, tasks, jax.random.key(i))
+    chex.assert_tree_all_finite(metrics)
+    losses.append(float(metrics["loss"]))
+  assert len(traces) == 1, f"task_grad traced {len(traces)} times"
+  chex.assert_tree_all_finite(state.params)
+  assert losses[-1] < losses[0], losses
