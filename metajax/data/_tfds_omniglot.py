@@ -26,11 +26,11 @@ import importlib
 import io
 import os
 import zipfile
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from metajax.data import _paths
+from metajax.data.omniglot import DRAWINGS_PER_CHARACTER, _check_counts
 
 # split -> (archive stem, alphabets, characters); every character has 20 drawings.
 SPLITS = {
@@ -39,7 +39,6 @@ SPLITS = {
   "small1": ("images_background_small1", 5, 136),
   "small2": ("images_background_small2", 5, 156),
 }
-_DRAWINGS = 20
 _NUM_CLASSES = 1623
 _NUM_ALPHABETS = 50
 
@@ -74,16 +73,7 @@ def _members(archive: Path) -> list[tuple[str, str, int, int, str]]:
     _, alphabet, character, file = parts
     label = int(file.split("_")[0]) - 1  # the global character number 0001..1623, as TFDS
     members.append((name, alphabet, int(character[len("character") :]) - 1, label, file))
-  per_character = Counter((m[1], m[2]) for m in members)
-  found_alphabets = {m[1] for m in members}
-  bad = {c: k for c, k in per_character.items() if k != _DRAWINGS}
-  if len(found_alphabets) != alphabets or len(per_character) != characters or bad:
-    raise ValueError(
-      f"{archive} holds {len(found_alphabets)} alphabets, {len(per_character)} characters and "
-      f"{len(members)} images, but the official {archive.stem} has {alphabets} alphabets, "
-      f"{characters} characters and {_DRAWINGS} drawings each; the archive is incomplete or not "
-      "the official one (fetch it with metajax.data.download_omniglot)"
-    )
+  _check_counts(archive.stem, archive, names, counts=(alphabets, characters))
   return members
 
 
@@ -220,7 +210,8 @@ def prepare_tfds_omniglot(
     data_dir = os.fspath(Path(data_dir).expanduser())
   builder = _builder_class()(archives=archives, data_dir=data_dir, file_format="array_record")
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-  expected = {split: characters * _DRAWINGS for split, (_, _, characters) in SPLITS.items()}
+  expected = {split: characters * DRAWINGS_PER_CHARACTER
+              for split, (_, _, characters) in SPLITS.items()}
   found = {split: info.num_examples for split, info in builder.info.splits.items()}
   if found != expected:
     raise ValueError(

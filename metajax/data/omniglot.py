@@ -37,8 +37,13 @@ def _archive_path(root: Path, stem: str) -> Path:
   )
 
 
-def _check_counts(stem: str, path: Path, names: list[str]) -> None:
-  alphabets, characters = ARCHIVES[stem]
+def _check_counts(stem: str, path: Path, names: list[str],
+                  counts: tuple[int, int] | None = None) -> None:
+  """Raises unless ``names`` hold the official alphabets, characters and 20 drawings each.
+
+  ``counts`` is ``(alphabets, characters)``, by default that of ``ARCHIVES[stem]``.
+  """
+  alphabets, characters = counts or ARCHIVES[stem]
   per_character = Counter(n.rsplit("/", 1)[0] for n in names)
   found_alphabets = {c.split("/")[1] for c in per_character}
   bad = {c: k for c, k in per_character.items() if k != DRAWINGS_PER_CHARACTER}
