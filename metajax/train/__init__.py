@@ -1,0 +1,12 @@
+"""Training: the sinusoid experiment and the config-driven few-shot trainer."""
+
+from metajax.train.checkpoint import Checkpointer as Checkpointer
+from metajax.train.checkpoint import CheckpointError as CheckpointError
+from metajax.train.config import Config as Config
+from metajax.train.config import apply_overrides as apply_overrides
+from metajax.train.config import load_config as load_config
+from metajax.train.config import validate as validate
+from metajax.train.trainer import NonFiniteError as NonFiniteError
+from metajax.train.trainer import TrainResult as TrainResult
+from metajax.train.trainer import evaluate_run as evaluate_run
+from metajax.train.trainer import train as train

@@ -1,0 +1,28 @@
+"""Meta-SGD (learned per-parameter inner rates) on Omniglot: 5w1s, 5w5s, 20w1s, 20w5s.
+
+Li, Zhou, Chen & Li (2017, Sec. 4.2) follow MAML's Omniglot protocol with one adaptation step;
+we use MAML's network, meta-batches and Adam 1e-3 (see ``maml_omniglot.py``), with the learned
+rates initialised at MAML's alpha (the paper initialises them randomly in [0.005, 0.1]).
+
+Command:   metajax train configs/meta_sgd_omniglot.py:5w1s
+Runtime:   not yet measured.
+Accuracy:  not yet measured.
+"""
+
+from metajax.train.config import Config, parse_setting
+
+SETTINGS = ("5w1s", "5w5s", "20w1s", "20w5s")
+
+
+def get_config(arg: str | None = "5w1s") -> Config:
+  """``arg``: one of ``5w1s``, ``5w5s``, ``20w1s``, ``20w5s``."""
+  ways, shots = parse_setting(arg or "5w1s", SETTINGS)
+  five = ways == 5
+  return Config(
+      name=f"meta_sgd_omniglot_{arg}", algorithm="meta_sgd",
+      algorithm_kwargs=dict(inner_lr=0.4 if five else 0.1, steps=1),
+      model="conv4", model_kwargs=dict(filters=64, pooling="stride"),
+      dataset="omniglot", ways=ways, shots=shots, queries=shots, test_queries=15,
+      meta_batch=32 if five else 16, optimizer="adam", learning_rate=1e-3,
+      meta_steps=60_000, eval_every=1_000, eval_episodes=200, test_episodes=600,
+      adaptation_steps=5, run_dir=f"runs/meta_sgd_omniglot_{arg}")

@@ -1,0 +1,30 @@
+"""Prototypical Networks on Omniglot: 5w1s, 5w5s, 20w1s, 20w5s.
+
+Snell, Swersky & Zemel (NeurIPS 2017, Sec. 3.1): Conv-4 with 64 filters and 2x2 max-pooling,
+squared Euclidean distance, one episode per step, 60 classes and 5 queries per class in training
+episodes with the test number of shots, Adam 1e-3 halved every 2,000 episodes. The paper trains
+until the validation loss stops improving; we fix 20,000 episodes and keep the best validation
+checkpoint.
+
+Command:   metajax train configs/protonet_omniglot.py:5w1s
+Runtime:   not yet measured.
+Accuracy:  not yet measured; the paper reports 98.8 / 99.7 / 96.0 / 98.9 %.
+"""
+
+from metajax.train.config import Config, parse_setting
+
+SETTINGS = ("5w1s", "5w5s", "20w1s", "20w5s")
+
+
+def get_config(arg: str | None = "5w1s") -> Config:
+  """``arg``: one of ``5w1s``, ``5w5s``, ``20w1s``, ``20w5s``."""
+  ways, shots = parse_setting(arg or "5w1s", SETTINGS)
+  return Config(
+      name=f"protonet_omniglot_{arg}", algorithm="protonet",
+      algorithm_kwargs=dict(distance="squared_euclidean"),
+      model="conv4", model_kwargs=dict(filters=64, pooling="max"),
+      dataset="omniglot", ways=60, shots=shots, queries=5, test_ways=ways, test_queries=15,
+      meta_batch=1, optimizer="adam", learning_rate=1e-3,
+      optimizer_kwargs=dict(decay_every=2_000, decay_factor=0.5),
+      meta_steps=20_000, eval_every=1_000, eval_episodes=200, test_episodes=600,
+      adaptation_steps=0, run_dir=f"runs/protonet_omniglot_{arg}")

@@ -1,0 +1,171 @@
+"""Names a config may use, and how each becomes a learner, an optimizer or a dataset split."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import optax
+
+from metajax import algorithms, models
+from metajax.core.meta_learner import MetaLearner
+from metajax.data import ClassDataset
+
+
+class AlgorithmSpec(NamedTuple):
+  """How to build an algorithm: its factory and whether the model is a classifier.
+
+  Attributes:
+    factory: ``factory(model, **kwargs) -> MetaLearner``.
+    gradient_based: the model has a ``ways``-way head adapted by gradient steps (else it is an
+      embedding network and any number of ways works at test time).
+  """
+
+  factory: Callable[..., MetaLearner]
+  gradient_based: bool
+
+
+ALGORITHMS: dict[str, AlgorithmSpec] = {
+    "maml": AlgorithmSpec(algorithms.maml, True),
+    "fomaml": AlgorithmSpec(algorithms.fomaml, True),
+    "anil": AlgorithmSpec(algorithms.anil, True),
+    "meta_sgd": AlgorithmSpec(algorithms.meta_sgd, True),
+    "maml_plus_plus": AlgorithmSpec(algorithms.maml_plus_plus, True),
+    "reptile": AlgorithmSpec(algorithms.reptile, True),
+    "protonet": AlgorithmSpec(algorithms.protonet, False),
+    "matching_net": AlgorithmSpec(algorithms.matching_net, False),
+}
+
+MODELS: dict[str, Callable] = {
+    "conv4": models.conv4_model,
+    "resnet12": models.resnet12_model,
+}
+
+OPTIMIZERS = ("adam", "sgd", "reptile")
+
+
+class DatasetSpec(NamedTuple):
+  """A dataset's loader, split sizes (classes), images per class and image shape."""
+
+  loader: Callable[..., ClassDataset]
+  split_classes: dict[str, int]
+  images_per_class: int
+  image_shape: Callable[[dict], tuple[int, int, int]]
+
+
+def _omniglot_loader(split: str, **kwargs) -> ClassDataset:
+  from metajax.data import load_omniglot
+
+  return load_omniglot(split, **kwargs)
+
+
+def _tiny_imagenet_loader(split: str, **kwargs) -> ClassDataset:
+  from metajax.data import load_tiny_imagenet
+
+  return load_tiny_imagenet(split, **kwargs)
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "omniglot": DatasetSpec(
+        _omniglot_loader,
+        {"train": 4112, "val": 688, "test": 1692, "trainval": 4800, "background": 964,
+         "evaluation": 659},
+        20, lambda kw: (kw.get("image_size", 28), kw.get("image_size", 28), 1)),
+    "tiny_imagenet": DatasetSpec(
+        _tiny_imagenet_loader, {"train": 120, "val": 40, "test": 40},
+        # The train100 archive holds 100 images per class (the full one 500).
+        100, lambda kw: (64, 64, 3)),
+}
+
+
+def _check_kwargs(factory: Callable, kwargs: dict, key: str, reserved: tuple[str, ...]) -> None:
+  params = inspect.signature(factory).parameters
+  open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+  for name in kwargs:
+    if name in reserved:
+      raise ValueError(f"config key '{key}.{name}' is set by the trainer; remove it")
+    if not open_ended and name not in params:
+      known = [p for p in params if p not in ("model", "embedding", "key", "outputs", *reserved)]
+      raise ValueError(f"config key '{key}.{name}' is not an argument of {factory.__name__}(); "
+                       f"known: {known}")
+
+
+def check(config) -> None:
+  """Checks the names and sizes in ``config`` (see :func:`metajax.train.config.validate`)."""
+  if config.algorithm not in ALGORITHMS:
+    raise ValueError(f"config key 'algorithm' is {config.algorithm!r}, not one of "
+                     f"{sorted(ALGORITHMS)}")
+  if config.model not in MODELS:
+    raise ValueError(f"config key 'model' is {config.model!r}, not one of {sorted(MODELS)}")
+  if config.dataset not in DATASETS:
+    raise ValueError(f"config key 'dataset' is {config.dataset!r}, not one of {sorted(DATASETS)}")
+  if config.optimizer not in OPTIMIZERS:
+    raise ValueError(f"config key 'optimizer' is {config.optimizer!r}, not one of {OPTIMIZERS}")
+  spec = ALGORITHMS[config.algorithm]
+  _check_kwargs(spec.factory, config.algorithm_kwargs, "algorithm_kwargs", ("ways",))
+  _check_kwargs(MODELS[config.model], config.model_kwargs, "model_kwargs",
+                ("outputs", "key", "input_shape"))
+  if config.algorithm == "anil":
+    _check_kwargs(algorithms.maml, {k: v for k, v in config.algorithm_kwargs.items()
+                                    if k != "head"}, "algorithm_kwargs", ("ways",))
+  for name in ("steps", "eval_steps"):
+    value = config.algorithm_kwargs.get(name)
+    if value is not None and (not isinstance(value, int) or value < (1 if name == "steps" else 0)):
+      raise ValueError(f"config key 'algorithm_kwargs.{name}' must be a positive integer, got "
+                       f"{value!r}")
+  if spec.gradient_based and config.eval_ways != config.ways:
+    raise ValueError(
+        f"config key 'test_ways' is {config.test_ways} but {config.algorithm} has a "
+        f"{config.ways}-way head; gradient-based learners test with the training ways "
+        "(set test_ways=None)")
+  dataset = DATASETS[config.dataset]
+  for key, split, ways, shots, queries in (
+      ("train_split", config.train_split, config.ways, config.shots, config.queries),
+      ("val_split", config.val_split, config.eval_ways, config.eval_shots, config.eval_queries),
+      ("test_split", config.test_split, config.eval_ways, config.eval_shots, config.eval_queries)):
+    if split not in dataset.split_classes:
+      raise ValueError(f"config key '{key}' is {split!r}, not a {config.dataset} split; use one "
+                       f"of {sorted(dataset.split_classes)}")
+    classes = dataset.split_classes[split]
+    ways_key = "ways" if key == "train_split" else "test_ways (or ways)"
+    if ways > classes:
+      raise ValueError(f"config key '{ways_key}' is {ways} but the {config.dataset} split "
+                       f"{split!r} has only {classes} classes; lower ways or use another split")
+    if shots + queries > dataset.images_per_class:
+      raise ValueError(
+          f"config keys 'shots' + 'queries' ({shots} + {queries}) exceed the "
+          f"{dataset.images_per_class} images per class of {config.dataset} split {split!r}")
+
+
+def image_shape(config) -> tuple[int, int, int]:
+  return DATASETS[config.dataset].image_shape(config.dataset_kwargs)
+
+
+def build_learner(config, key: jax.Array) -> MetaLearner:
+  """The config's algorithm over its model, initialised from ``key``."""
+  spec = ALGORITHMS[config.algorithm]
+  outputs = config.ways if spec.gradient_based else None
+  model = MODELS[config.model](outputs, key, input_shape=image_shape(config),
+                               **config.model_kwargs)
+  return spec.factory(model, **config.algorithm_kwargs)
+
+
+def build_optimizer(config) -> optax.GradientTransformation:
+  """The outer optimizer (``optimizer_kwargs`` ``decay_every``/``decay_factor``: step decay)."""
+  kwargs = dict(config.optimizer_kwargs)
+  rate = config.learning_rate
+  decay_every, decay_factor = kwargs.pop("decay_every", None), kwargs.pop("decay_factor", 0.5)
+  if decay_every and config.optimizer != "reptile":
+    rate = optax.exponential_decay(rate, decay_every, decay_factor, staircase=True)
+  if config.optimizer == "adam":
+    return optax.adam(rate, **kwargs)
+  if config.optimizer == "sgd":
+    return optax.sgd(rate, **kwargs)
+  return algorithms.reptile_outer_optimizer(config.learning_rate, **kwargs)
+
+
+def load_split(config, split: str) -> ClassDataset:
+  """Loads one split of the config's dataset."""
+  return DATASETS[config.dataset].loader(split, **config.dataset_kwargs)
