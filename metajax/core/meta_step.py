@@ -21,7 +21,7 @@ The task axis is added here, and only here. How it is batched is an option:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
@@ -35,6 +35,7 @@ from metajax.core.meta_learner import MetaLearner, Metrics
 from metajax.core.types import Array, PRNGKey, PyTree, Task
 
 BATCHING = ("auto", "vmap", "map", "chunked", "unrolled")
+TASK_AXIS = "tasks"
 
 
 class MetaTrainState(NamedTuple):
@@ -71,6 +72,7 @@ def batched_task_grads(
     *,
     batching: str,
     chunk_size: int | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> Callable[[PyTree, Task, PRNGKey, Array], tuple[PyTree, Metrics]]:
   """Mean meta-gradient and metrics over a task batch, batched as asked.
 
@@ -78,6 +80,10 @@ def batched_task_grads(
     learner: the algorithm.
     batching: one of ``"vmap"``, ``"map"``, ``"chunked"``, ``"unrolled"``.
     chunk_size: tasks per chunk for ``"chunked"``.
+    mesh: shard the task axis over this mesh's ``"tasks"`` axis (see :func:`make_meta_step`):
+      each device batches its share of the tasks as asked, then the means are averaged across
+      devices (``lax.pmean``). Per-task keys are split before sharding, so the result equals the
+      single-device one up to float summation order.
 
   Returns:
     ``fn(params, tasks, key, step) -> (mean_grads, mean_metrics)``.
@@ -93,6 +99,19 @@ def batched_task_grads(
   def mean_over_tasks(params, tasks, key, step):
     n_tasks = jax.tree.leaves(tasks)[0].shape[0]
     keys = jax.random.split(key, n_tasks)
+    if mesh is None:
+      return mean_with_keys(params, tasks, keys, step)
+    _check_divisible(n_tasks, mesh.shape[TASK_AXIS])
+    spec = jax.sharding.PartitionSpec
+    sharded = jax.shard_map(
+        lambda *args: jax.lax.pmean(mean_with_keys(*args), TASK_AXIS), mesh=mesh,
+        in_specs=(spec(), spec(TASK_AXIS), spec(TASK_AXIS), spec()), out_specs=spec(),
+        check_vma=False,
+    )
+    return sharded(params, tasks, keys, step)
+
+  def mean_with_keys(params, tasks, keys, step):
+    n_tasks = keys.shape[0]
     if batching == "vmap":
       grads, metrics = jax.vmap(one, in_axes=(None, 0, 0, None))(params, tasks, keys, step)
       return jax.tree.map(lambda x: jnp.mean(x, axis=0), (grads, metrics))
@@ -158,6 +177,7 @@ def meta_update(
     *,
     batching: str = "vmap",
     chunk_size: int | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> Callable[[MetaTrainState, Task, PRNGKey], tuple[MetaTrainState, Metrics]]:
   """The pure (un-jitted) meta-update that :func:`make_meta_step` compiles.
 
@@ -169,11 +189,12 @@ def meta_update(
     optimizer: outer optax optimizer.
     batching: ``"vmap"``, ``"map"``, ``"chunked"`` or ``"unrolled"``.
     chunk_size: tasks per chunk for ``"chunked"``.
+    mesh: shard the task axis over this mesh's ``"tasks"`` axis (see :func:`make_meta_step`).
 
   Returns:
     ``update(state, tasks, key) -> (state, metrics)``.
   """
-  mean_grads = batched_task_grads(learner, batching=batching, chunk_size=chunk_size)
+  mean_grads = batched_task_grads(learner, batching=batching, chunk_size=chunk_size, mesh=mesh)
 
   def update(state: MetaTrainState, tasks: Task, key: PRNGKey):
     grads, metrics = mean_grads(state.params, tasks, key, state.step)
@@ -193,6 +214,8 @@ def make_meta_step(
     chunk_size: int | None = None,
     donate: bool = True,
     check_inputs: bool = True,
+    mesh: jax.sharding.Mesh | None = None,
+    devices: Sequence[jax.Device] | str | None = None,
 ) -> Callable[[MetaTrainState, Task, PRNGKey], tuple[MetaTrainState, Metrics]]:
   """Builds ``meta_step(state, tasks, key) -> (state, metrics)``, compiled once.
 
@@ -210,6 +233,22 @@ def make_meta_step(
     check_inputs: check shapes and label ranges before running the compiled
       step: once per input shape signature, and on every call for host (numpy)
       labels, whose check costs microseconds.
+    mesh: data-parallel meta-training: a ``jax.sharding.Mesh`` with a ``"tasks"``
+      axis. The task batch is sharded over it (``NamedSharding(mesh, P("tasks"))``),
+      parameters and optimizer state are replicated, each device batches its
+      tasks as ``batching`` says and the meta-gradient is averaged across devices.
+      The meta-batch must be a multiple of the axis size. Results equal the
+      single-device ones up to float summation order. Default: one device.
+    devices: shorthand for ``mesh``: ``"all"`` (``jax.devices()``) or a list of
+      devices, made into a one-axis ``Mesh(devices, ("tasks",))``.
+
+  Multi-host: call ``jax.distributed.initialize()`` in every process first;
+  ``devices="all"`` then spans every process's devices (a global mesh), and the
+  same program runs everywhere. Each process passes its share of the task batch
+  as a global array, e.g. ``jax.tree.map(lambda x:
+  jax.make_array_from_process_local_data(NamedSharding(mesh, P("tasks")), x),
+  local_tasks)`` with ``mesh = meta_step.mesh``; the state is built identically in
+  every process (same seed).
 
   Returns:
     The meta-step function. ``meta_step.batching`` tells what ``"auto"`` chose
@@ -233,8 +272,16 @@ def make_meta_step(
         "measured choice for the backend."
     )
 
+  mesh = _task_mesh(mesh, devices)
   compiled: dict[str, Callable] = {}
   checked: set[tuple] = set()
+  if mesh is not None:
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    by_task = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(TASK_AXIS))
+    shardings = {"in_shardings": (replicated, by_task, replicated),
+                 "out_shardings": (replicated, replicated)}
+  else:
+    shardings = {}
 
   def meta_step(state: MetaTrainState, tasks: Task, key: PRNGKey):
     if check_inputs:
@@ -252,13 +299,45 @@ def make_meta_step(
       meta_step.batching = select_batching(learner, state.params, tasks)
     mode = meta_step.batching
     if mode not in compiled:
-      update = meta_update(learner, optimizer, batching=mode, chunk_size=chunk_size)
-      compiled[mode] = jax.jit(update, donate_argnums=(0,) if donate else ())
+      update = meta_update(learner, optimizer, batching=mode, chunk_size=chunk_size, mesh=mesh)
+      compiled[mode] = jax.jit(update, donate_argnums=(0,) if donate else (), **shardings)
+    if mesh is not None:
+      _check_divisible(jax.tree.leaves(tasks)[0].shape[0], mesh.shape[TASK_AXIS])
+    if mesh is not None and jax.process_count() == 1:
+      # Host or single-device arrays move to the mesh; arrays already placed there stay put.
+      state, tasks, key = jax.device_put((state, tasks, key), shardings["in_shardings"])
     return compiled[mode](state, tasks, key)
 
   meta_step.batching = None if batching == "auto" else batching
   meta_step.learner = learner
+  meta_step.mesh = mesh
   return meta_step
+
+
+def _check_divisible(n_tasks: int, shards: int) -> None:
+  if n_tasks % shards:
+    raise ValueError(
+        f"the task batch ({n_tasks}) must split evenly over the {shards} devices of the mesh's "
+        f"{TASK_AXIS!r} axis; use a meta-batch that is a multiple of {shards}."
+    )
+
+
+def _task_mesh(mesh, devices) -> jax.sharding.Mesh | None:
+  """The mesh ``make_meta_step`` shards tasks over, from its ``mesh``/``devices`` options."""
+  if mesh is not None and devices is not None:
+    raise ValueError("give make_meta_step either mesh= or devices=, not both.")
+  if devices is not None:
+    if isinstance(devices, str):
+      if devices != "all":
+        raise ValueError(f"devices must be 'all' or a list of devices, got {devices!r}.")
+      devices = jax.devices()
+    mesh = jax.sharding.Mesh(np.asarray(list(devices)), (TASK_AXIS,))
+  if mesh is not None and TASK_AXIS not in mesh.axis_names:
+    raise ValueError(
+        f"the mesh needs an axis named {TASK_AXIS!r} to shard tasks over, got axes "
+        f"{mesh.axis_names}; build it as jax.sharding.Mesh(devices, ('tasks',))."
+    )
+  return mesh
 
 
 def evaluate_tasks(

@@ -8,6 +8,7 @@ import jax
 from flax import nnx
 
 from metajax.core.learner import Model, from_nnx
+from metajax.models import _conv
 
 POOLINGS = ("max", "stride")
 
@@ -33,6 +34,9 @@ class Conv4(nnx.Module):
     pooling: ``"max"`` or ``"stride"``.
     pooled_blocks: how many leading blocks downsample (4 by default).
     flatten: flatten the embedding (ignored with a head, which always flattens).
+    conv: convolution implementation, see :func:`metajax.models._conv.resolve`: ``"xla"``
+      (``lax.conv_general_dilated``), ``"matmul"`` (patches and matmuls, fast gradients inside
+      task loops on CPU) or ``"auto"`` (``"matmul"`` on CPU, ``"xla"`` elsewhere).
     rngs: NNX random streams.
   """
 
@@ -45,6 +49,7 @@ class Conv4(nnx.Module):
       pooling: str = "max",
       pooled_blocks: int = 4,
       flatten: bool = True,
+      conv: str = "auto",
       rngs: nnx.Rngs,
   ):
     if pooling not in POOLINGS:
@@ -61,7 +66,7 @@ class Conv4(nnx.Module):
     channels = [self.input_shape[-1], *widths]
     self.convs = nnx.List([
         nnx.Conv(a, b, (3, 3), strides=2 if pooling == "stride" and i < pooled_blocks else 1,
-                 padding="SAME", rngs=rngs)
+                 padding="SAME", conv_general_dilated=_conv.resolve(conv), rngs=rngs)
         for i, (a, b) in enumerate(zip(channels[:-1], channels[1:]))
     ])
     self.norms = nnx.List([nnx.BatchNorm(b, momentum=0.9, rngs=rngs) for b in widths])
@@ -101,6 +106,7 @@ def conv4_model(
     pooling: str = "max",
     pooled_blocks: int = 4,
     flatten: bool = True,
+    conv: str = "auto",
 ) -> Model:
   """A :class:`metajax.Model` for a :class:`Conv4` network.
 
@@ -113,6 +119,7 @@ def conv4_model(
     pooling: ``"max"`` (2x2 max-pool) or ``"stride"`` (stride-2 convolutions, MAML Omniglot).
     pooled_blocks: leading blocks that downsample.
     flatten: return flattened embeddings (``False``: feature maps, for the Relation Network).
+    conv: ``"auto"``, ``"xla"`` or ``"matmul"`` convolutions (see :class:`Conv4`).
 
   Returns:
     The model; its state holds the BatchNorm statistics.
@@ -128,4 +135,5 @@ def conv4_model(
     "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks", ICML 2017.
   """
   return from_nnx(Conv4(outputs, input_shape=input_shape, filters=filters, pooling=pooling,
-                        pooled_blocks=pooled_blocks, flatten=flatten, rngs=nnx.Rngs(key)))
+                        pooled_blocks=pooled_blocks, flatten=flatten, conv=conv,
+                        rngs=nnx.Rngs(key)))
