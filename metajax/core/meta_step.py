@@ -8,14 +8,29 @@ The task axis is added here, and only here. How it is batched is an option:
   summing gradients as it goes: memory stays that of one task and compile
   time is flat in the batch size.
 * ``"chunked"``: ``vmap`` over chunks of ``chunk_size`` tasks, chunks in sequence.
-* ``"unrolled"``: a Python loop over tasks traced into one program. XLA:CPU
-  runs each task's convolutions as ordinary (not grouped) convolutions, which
-  made it the fastest choice for conv nets on CPU in our measurements (Omniglot
-  Conv-4 MAML: 1.93 steps/s unrolled vs 0.27 ``map`` and 0.07 ``vmap``,
-  because per-task conv weights under ``vmap`` become grouped convolutions),
-  at the price of compile time that grows with the batch.
-* ``"auto"``: ``vmap`` on GPU/TPU; on CPU ``vmap`` when one task's gradient
-  has no convolution, else ``unrolled``.
+* ``"unrolled"``: a Python loop over tasks traced into one program. Each
+  task's XLA convolutions stay ordinary (not grouped) convolutions outside any
+  loop body, which made it the fastest choice for models built on XLA
+  convolutions on CPU (Omniglot Conv-4 MAML, 5w1s, B=32: 1.93 steps/s unrolled
+  vs 0.27 ``map`` and 0.07 ``vmap`` on a quiet 2-core machine), at the price of
+  compile time that grows with the batch (25 s there).
+* ``"auto"``: ``vmap`` on GPU/TPU. On CPU: ``unrolled`` when one task's
+  gradient contains an XLA convolution, else ``vmap``.
+
+Convolutions on CPU. XLA:CPU runs a convolution's kernel gradient ~30x slower
+inside a loop body than outside one, and per-task kernels under ``vmap``
+become grouped convolutions. metajax's Conv-4 therefore defaults (on CPU) to
+:mod:`metajax.models._conv`, a convolution written as patches and matmuls
+whose derivatives of every order are matmuls, slices and pads. Its gradients
+contain no convolution, so ``"auto"`` batches them with ``vmap``: per-task
+kernels become batched matmuls, and the shared first inner step (all tasks
+start from the same weights) runs as one batched forward over every task's
+support set. Measured on Omniglot 5w1s MAML, B=32, all in one run on a shared
+machine, see ``benchmarks/README.md``.
+
+Sharding. ``make_meta_step(..., mesh=...)`` or ``devices="all"`` shards the
+task axis over devices (``NamedSharding(mesh, P("tasks"))``, parameters
+replicated); each device batches its tasks as above.
 """
 
 from __future__ import annotations
