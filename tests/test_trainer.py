@@ -9,11 +9,18 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import pytest
 
 from metajax.train import Checkpointer, Config, NonFiniteError, train
 from metajax.train.metrics_log import read_metrics
 from metajax.train.trainer import _setup
+
+# Every train() call builds (and compiles) its own meta-step; the persistent compilation cache
+# lets the later calls, and the subprocess of the SIGKILL test, reuse the first compilation.
+_COMPILE_CACHE = Path.home() / ".cache" / "metajax" / "jax_compile_tests"
+jax.config.update("jax_compilation_cache_dir", str(_COMPILE_CACHE))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 # A tiny Conv-4 on real Omniglot, small enough to compile in seconds.
 TINY = Config(
@@ -74,7 +81,9 @@ def test_sigkill_mid_run_then_resume(straight, tmp_path):
   # slow the run down so that it is surely killed mid-way: 200 steps
   command = [sys.executable, "-m", "metajax.cli", "train", str(config_file), f"run_dir={out}",
              "meta_steps=200", "--no-progress"]
-  process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(_COMPILE_CACHE),
+         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+  process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
   deadline = time.monotonic() + 240
   checkpoints = out / "checkpoints"
   while time.monotonic() < deadline and process.poll() is None:
