@@ -178,6 +178,10 @@ def main() -> None:
         "metajax / best PyTorch |")
   print("|---|---|---|---|---|---|---|")
   rows = {}
+  out = Path(args.json) if args.json else HERE / "results" / f"{machine_id()}.json"
+  meta = {"date": str(datetime.date.today()), "cpu": cpu_name(), "cores": os.cpu_count(),
+          "load_average_at_start": load, "command": " ".join(sys.argv), "repeats": repeats,
+          "target_s_per_run": target_s}
   for name in args.workloads:
     results = {}
     for impl in args.impls:
@@ -211,13 +215,13 @@ def main() -> None:
       print(f"| {_workloads.WORKLOADS[name].title} | {label} | {r['steps_per_s']:.2f} | "
             f"{compile_s} | {temp} | {r['peak_rss_mib']:.0f} | {ratio} |", flush=True)
     rows[name] = results
-  out = Path(args.json) if args.json else HERE / "results" / f"{machine_id()}.json"
-  out.parent.mkdir(parents=True, exist_ok=True)
-  meta = {"date": str(datetime.date.today()), "cpu": cpu_name(), "cores": os.cpu_count(),
-          "load_average_at_start": load, "command": " ".join(sys.argv), "repeats": repeats,
-          "target_s_per_run": target_s}
-  out.write_text(json.dumps({"machine": meta, "results": rows}, indent=2))
+    _write(out, meta, rows)  # after every workload, so an interrupted suite keeps its rows.
   print(f"\nwrote {out}")
+
+
+def _write(out: Path, meta: dict, rows: dict) -> None:
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps({"machine": meta, "results": rows}, indent=2))
 
 
 if __name__ == "__main__":
