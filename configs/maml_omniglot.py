@@ -12,8 +12,9 @@ Runtime:   full 60k steps not yet measured. Measured (5w1s) on a 2-core CPU shar
 Accuracy:  the paper reports 98.7 / 99.9 / 95.8 / 98.9 % (5w1s / 5w5s / 20w1s / 20w5s); full
            runs not yet measured here. A 20-minute budget run (5w1s, 2026-11-22, commit 9ca2bb5):
 
-             metajax train configs/maml_omniglot.py:5w1s time_budget_minutes=20 eval_every=250 \
-               eval_episodes=100 adaptation_steps=5 adaptation_episodes=100 run_dir=/tmp/acc/maml5w1s
+             metajax train configs/maml_omniglot.py:5w1s time_budget_minutes=20 \
+               eval_every=250 eval_episodes=100 adaptation_steps=5 adaptation_episodes=100 \
+               run_dir=/tmp/acc/maml5w1s
 
            stopped (time budget) after step 200; validation 75.3 +- 2.0 % (100 episodes); test
            72.19 +- 0.92 % (600 episodes, 3 inner steps, checkpoint of step 200). Far from the
