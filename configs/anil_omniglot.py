@@ -9,21 +9,17 @@ Runtime:   not yet measured.
 Accuracy:  not yet measured.
 """
 
-from metajax.train.config import Config, parse_setting
+import dataclasses
+from pathlib import Path
+
+from metajax.train.config import Config, load_config
 
 SETTINGS = ("5w1s", "5w5s", "20w1s", "20w5s")
 
 
 def get_config(arg: str | None = "5w1s") -> Config:
-  """``arg``: one of ``5w1s``, ``5w5s``, ``20w1s``, ``20w5s``."""
-  ways, shots = parse_setting(arg or "5w1s", SETTINGS)
-  five = ways == 5
-  return Config(
-      name=f"anil_omniglot_{arg}", algorithm="anil",
-      algorithm_kwargs=dict(inner_lr=0.4 if five else 0.1, steps=1 if five else 5,
-                            eval_steps=3 if five else 5),
-      model="conv4", model_kwargs=dict(filters=64, pooling="stride"),
-      dataset="omniglot", ways=ways, shots=shots, queries=shots, test_queries=15,
-      meta_batch=32 if five else 16, optimizer="adam", learning_rate=1e-3,
-      meta_steps=60_000, eval_every=1_000, eval_episodes=200, test_episodes=600,
-      adaptation_steps=10, run_dir=f"runs/anil_omniglot_{arg}")
+  """``arg``: one of ``5w1s``, ``5w5s``, ``20w1s``, ``20w5s``: MAML's config, anil algorithm."""
+  arg = arg or "5w1s"
+  maml = load_config(f"{Path(__file__).with_name('maml_omniglot.py')}:{arg}")
+  return dataclasses.replace(maml, name=f"anil_omniglot_{arg}", algorithm="anil",
+                             run_dir=f"runs/anil_omniglot_{arg}")
