@@ -2,31 +2,42 @@
 
 The task axis is added here, and only here. How it is batched is an option:
 
-* ``"vmap"``: all tasks at once with ``jax.vmap``. Fastest on GPU/TPU and for
-  dense models on CPU (sinusoid MAML: ~1,800 meta-steps/s on 2 CPU cores).
+* ``"vmap"``: all tasks at once with ``jax.vmap``. Fastest on GPU/TPU.
 * ``"map"``: tasks one after another inside the compiled step (``lax.scan``),
   summing gradients as it goes: memory stays that of one task and compile
-  time is flat in the batch size.
+  time is flat in the batch size. Fastest on CPU for every workload we measured.
 * ``"chunked"``: ``vmap`` over chunks of ``chunk_size`` tasks, chunks in sequence.
 * ``"unrolled"``: a Python loop over tasks traced into one program. Each
   task's XLA convolutions stay ordinary (not grouped) convolutions outside any
-  loop body, which made it the fastest choice for models built on XLA
-  convolutions on CPU (Omniglot Conv-4 MAML, 5w1s, B=32: 1.93 steps/s unrolled
-  vs 0.27 ``map`` and 0.07 ``vmap`` on a quiet 2-core machine), at the price of
-  compile time that grows with the batch (25 s there).
+  loop body, so it is the fastest choice on CPU for models built on XLA
+  convolutions, at the price of compile time that grows with the batch.
 * ``"auto"``: ``vmap`` on GPU/TPU. On CPU: ``unrolled`` when one task's
-  gradient contains an XLA convolution, else ``vmap``.
+  gradient contains an XLA convolution, else ``map``.
 
-Convolutions on CPU. XLA:CPU runs a convolution's kernel gradient ~30x slower
-inside a loop body than outside one, and per-task kernels under ``vmap``
-become grouped convolutions. metajax's Conv-4 therefore defaults (on CPU) to
-:mod:`metajax.models._conv`, a convolution written as patches and matmuls
-whose derivatives of every order are matmuls, slices and pads. Its gradients
-contain no convolution, so ``"auto"`` batches them with ``vmap``: per-task
-kernels become batched matmuls, and the shared first inner step (all tasks
-start from the same weights) runs as one batched forward over every task's
-support set. Measured on Omniglot 5w1s MAML, B=32, all in one run on a shared
-machine, see ``benchmarks/README.md``.
+Why, on CPU. XLA:CPU runs a convolution's kernel gradient ~30x slower inside a
+loop body than outside one, and per-task kernels under ``vmap`` become grouped
+convolutions. metajax's Conv-4 therefore defaults (on CPU) to
+:mod:`metajax.models._conv`, a convolution written as patches and matmuls whose
+derivatives of every order are matmuls, slices and pads, so its gradients
+contain no convolution. Per-task matmuls under ``vmap`` become batched matmuls
+that XLA:CPU runs no faster than a sequential loop while materialising every
+task's activations at once; ``map`` keeps one task's working set in cache.
+Quiet 2-core AMD EPYC, 2026-11-22 (``benchmarks/run_all.py --quick``), meta-steps/s:
+
+==========================================  ========  =========  ==================
+workload                                    ``map``   ``vmap``   other
+==========================================  ========  =========  ==================
+Omniglot MAML 5w1s, B=32, matmul conv        3.28      1.75       unrolled 2.60
+Omniglot MAML 5w1s, B=32, XLA conv           0.36      0.29       unrolled 1.11
+Omniglot FOMAML 5w1s, B=32, matmul conv      5.97      2.66
+Omniglot MAML 20w1s, 5 steps, B=16           0.69      0.50
+84x84 MAML 5w1s, 5 steps, B=4                0.32      0.22
+sinusoid MAML, 1 step, B=25                  1528      1473
+sinusoid MAML, 5 steps, B=25                 360       327
+==========================================  ========  =========  ==================
+
+XLA temp memory of the Omniglot 5w1s step: 13 MiB with ``map``, 410 MiB with
+``vmap``. Compile times were 5-9 s for both (unrolled: 77-104 s).
 
 Sharding. ``make_meta_step(..., mesh=...)`` or ``devices="all"`` shards the
 task axis over devices (``NamedSharding(mesh, P("tasks"))``, parameters
@@ -173,7 +184,7 @@ def select_batching(learner: MetaLearner, params: PyTree, task: Task) -> str:
   one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), task)
   step = jnp.zeros([], jnp.int32)
   jaxpr = jax.make_jaxpr(learner.task_grad)(params, one, jax.random.key(0), step)
-  return "unrolled" if _has_convolution(jaxpr.jaxpr) else "vmap"
+  return "unrolled" if _has_convolution(jaxpr.jaxpr) else "map"
 
 
 def _has_convolution(jaxpr) -> bool:
