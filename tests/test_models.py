@@ -79,3 +79,26 @@ def test_conv4_batch_norm_normalises_over_the_batch():
   pre = module.norms[0](module.convs[0](x))  # a fresh NNX BatchNorm runs on batch statistics
   chex.assert_trees_all_close(pre.mean(axis=(0, 1, 2)), jnp.zeros(4), atol=1e-4)
   chex.assert_trees_all_close(pre.var(axis=(0, 1, 2)), jnp.ones(4), atol=1e-2)
+
+
+@pytest.mark.parametrize("padding", ["VALID", "SAME"])
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (2, 7, 5, 2)])
+def test_max_pool_matches_reduce_window_to_second_order(shape, padding):
+  from metajax.models._pool import max_pool_2x2
+
+  x = jax.random.normal(jax.random.key(0), shape)
+  x = x.at[:, :2, :2].set(0.5)  # a window of ties: both must pick the first element
+  reference = lambda x: nnx.max_pool(x, (2, 2), strides=(2, 2), padding=padding)
+  weights = jax.random.normal(jax.random.key(1), reference(x).shape)
+  direction = jax.random.normal(jax.random.key(2), shape)
+
+  def second_order(pool):
+    loss = lambda x: jnp.sum(jnp.sin(pool(x) * weights))
+    return jax.grad(lambda x: jnp.vdot(jax.grad(loss)(x), direction))(x)
+
+  ours = lambda x: max_pool_2x2(x, padding)
+  np.testing.assert_array_equal(ours(x), reference(x))
+  np.testing.assert_array_equal(jax.grad(lambda x: jnp.vdot(ours(x), weights))(x),
+                                jax.grad(lambda x: jnp.vdot(reference(x), weights))(x))
+  np.testing.assert_allclose(second_order(ours), second_order(reference), rtol=1e-5, atol=1e-6)
+  assert np.abs(second_order(ours)).max() > 0

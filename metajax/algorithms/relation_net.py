@@ -14,6 +14,7 @@ from metajax.algorithms._gradient_based import check_batch_norm, check_model
 from metajax.core.learner import Model, from_nnx
 from metajax.core.meta_learner import MetaLearner
 from metajax.core.types import Array
+from metajax.models._pool import max_pool_2x2
 
 
 class RelationSupport(NamedTuple):
@@ -59,7 +60,7 @@ class RelationModule(nnx.Module):
   def __call__(self, pairs: Array) -> Array:
     x = pairs
     for conv, norm in zip(self.convs, self.norms):
-      x = nnx.max_pool(jax.nn.relu(norm(conv(x))), (2, 2), strides=(2, 2), padding="SAME")
+      x = max_pool_2x2(jax.nn.relu(norm(conv(x))), "SAME")
     x = jax.nn.relu(self.hidden(x.reshape(x.shape[0], -1)))
     return self.output(x)[:, 0]
 

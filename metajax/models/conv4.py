@@ -9,6 +9,7 @@ from flax import nnx
 
 from metajax.core.learner import Model, from_nnx
 from metajax.models import _conv
+from metajax.models._pool import max_pool_2x2
 
 POOLINGS = ("max", "stride")
 
@@ -83,7 +84,7 @@ class Conv4(nnx.Module):
     for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
       x = jax.nn.relu(norm(conv(x)))
       if self.pooling == "max" and i < self.pooled_blocks:
-        x = nnx.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+        x = max_pool_2x2(x, "VALID")
     if self.head is None and not self.flatten:
       return x
     x = x.reshape(x.shape[0], -1)

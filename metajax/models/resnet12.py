@@ -8,6 +8,7 @@ import jax
 from flax import nnx
 
 from metajax.core.learner import Model, from_nnx
+from metajax.models._pool import max_pool_2x2
 
 
 class ResidualBlock(nnx.Module):
@@ -37,7 +38,7 @@ class ResidualBlock(nnx.Module):
       if i < 2:
         x = jax.nn.leaky_relu(x, self.slope)
     x = jax.nn.leaky_relu(x + residual, self.slope)
-    return nnx.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+    return max_pool_2x2(x, "VALID")
 
 
 class ResNet12(nnx.Module):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -10,6 +11,7 @@ import jax
 import optax
 
 from metajax import algorithms, models
+from metajax.core.learner import Model
 from metajax.core.meta_learner import MetaLearner
 from metajax.data import ClassDataset
 
@@ -21,10 +23,50 @@ class AlgorithmSpec(NamedTuple):
     factory: ``factory(model, **kwargs) -> MetaLearner``.
     gradient_based: the model has a ``ways``-way head adapted by gradient steps (else it is an
       embedding network and any number of ways works at test time).
+    needs_context: the factory also takes ``key=`` (for networks of its own) and
+      ``input_shape=`` (of one image), which the trainer supplies.
   """
 
   factory: Callable[..., MetaLearner]
   gradient_based: bool
+  needs_context: bool = False
+
+
+def embedding_shape(embedding: Model, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+  """Shape of one example's embedding (no computation: ``jax.eval_shape``)."""
+  x = jax.ShapeDtypeStruct((2, *input_shape), jax.numpy.float32)
+  out = jax.eval_shape(lambda x: embedding.apply(embedding.params, embedding.state, x,
+                                                 train=True)[0], x)
+  return tuple(out.shape[1:])
+
+
+def relation_net_from_embedding(
+    embedding: Model, *, key: jax.Array, input_shape: tuple[int, ...],
+    relation_filters: int = 64, relation_hidden: int = 8, ways: int | None = None,
+    batch_norm: str = "transductive") -> MetaLearner:
+  """:func:`metajax.relation_net` with a relation module sized to the embedding's feature maps.
+
+  The embedding must keep its feature maps (``model_kwargs``: ``flatten=False``; Sung et al. use
+  ``pooled_blocks=2``); the module has ``relation_filters`` channels and ``relation_hidden``
+  hidden units (64 and 8 in the paper).
+  """
+  feature_shape = embedding_shape(embedding, input_shape)
+  if len(feature_shape) != 3:
+    raise ValueError(
+        f"relation_net needs the embedding's feature maps (h, w, c), got embeddings of shape "
+        f"{feature_shape}; set model_kwargs.flatten=False")
+  module = algorithms.relation_module_model(feature_shape, key, filters=relation_filters,
+                                            hidden=relation_hidden)
+  return algorithms.relation_net(embedding, module, ways=ways, batch_norm=batch_norm)
+
+
+def siamese_from_embedding(
+    embedding: Model, *, key: jax.Array, input_shape: tuple[int, ...],
+    ways: int | None = None, batch_norm: str = "transductive") -> MetaLearner:
+  """:func:`metajax.siamese` with ``features`` read off the embedding's output size."""
+  del key
+  features = math.prod(embedding_shape(embedding, input_shape))
+  return algorithms.siamese(embedding, features=features, ways=ways, batch_norm=batch_norm)
 
 
 ALGORITHMS: dict[str, AlgorithmSpec] = {
@@ -36,6 +78,9 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
     "reptile": AlgorithmSpec(algorithms.reptile, True),
     "protonet": AlgorithmSpec(algorithms.protonet, False),
     "matching_net": AlgorithmSpec(algorithms.matching_net, False),
+    "relation_net": AlgorithmSpec(relation_net_from_embedding, False, needs_context=True),
+    "siamese": AlgorithmSpec(siamese_from_embedding, False, needs_context=True),
+    "r2d2": AlgorithmSpec(algorithms.r2d2, False),
 }
 
 MODELS: dict[str, Callable] = {
@@ -104,7 +149,8 @@ def check(config) -> None:
   if config.optimizer not in OPTIMIZERS:
     raise ValueError(f"config key 'optimizer' is {config.optimizer!r}, not one of {OPTIMIZERS}")
   spec = ALGORITHMS[config.algorithm]
-  _check_kwargs(spec.factory, config.algorithm_kwargs, "algorithm_kwargs", ("ways",))
+  _check_kwargs(spec.factory, config.algorithm_kwargs, "algorithm_kwargs",
+                ("ways", "key", "input_shape") if spec.needs_context else ("ways",))
   _check_kwargs(MODELS[config.model], config.model_kwargs, "model_kwargs",
                 ("outputs", "key", "input_shape"))
   if config.algorithm == "anil":
@@ -149,6 +195,9 @@ def build_learner(config, key: jax.Array) -> MetaLearner:
   outputs = config.ways if spec.gradient_based else None
   model = MODELS[config.model](outputs, key, input_shape=image_shape(config),
                                **config.model_kwargs)
+  if spec.needs_context:
+    return spec.factory(model, key=jax.random.fold_in(key, 1), input_shape=image_shape(config),
+                        **config.algorithm_kwargs)
   return spec.factory(model, **config.algorithm_kwargs)
 
 

@@ -1,0 +1,35 @@
+"""Relation Networks on Omniglot: 5w1s, 5w5s, 20w1s, 20w5s.
+
+Sung et al. (CVPR 2018, Sec. 4.1 and Fig. 2): embedding of four 3x3 conv blocks with 64 filters,
+BatchNorm and ReLU, 2x2 max-pooling in the first two (28x28 -> 7x7x64 feature maps); relation
+module of two conv blocks (64 filters, max-pooled) and a 8-unit hidden layer; mean squared error
+between the sigmoid relation scores and the one-hot labels; Adam 1e-3 halved every 100,000
+episodes; one episode per step with 19 / 15 / 10 / 5 queries per class (5w1s / 5w5s / 20w1s /
+20w5s). Differences: 'SAME' padding everywhere (the paper's embedding pads only its last two
+blocks, giving 5x5 maps), and a fixed number of episodes with the best validation checkpoint.
+
+Command:   metajax train configs/relation_net_omniglot.py:5w1s
+Runtime:   not yet measured.
+Accuracy:  not yet measured; the paper reports 99.6 / 99.8 / 97.6 / 99.1 %.
+"""
+
+from metajax.train.config import Config, parse_setting
+
+SETTINGS = ("5w1s", "5w5s", "20w1s", "20w5s")
+TRAIN_QUERIES = {"5w1s": 19, "5w5s": 15, "20w1s": 10, "20w5s": 5}
+
+
+def get_config(arg: str | None = "5w1s") -> Config:
+  """``arg``: one of ``5w1s``, ``5w5s``, ``20w1s``, ``20w5s``."""
+  arg = arg or "5w1s"
+  ways, shots = parse_setting(arg, SETTINGS)
+  return Config(
+      name=f"relation_net_omniglot_{arg}", algorithm="relation_net",
+      algorithm_kwargs=dict(relation_filters=64, relation_hidden=8),
+      model="conv4", model_kwargs=dict(filters=64, pooling="max", pooled_blocks=2,
+                                       flatten=False),
+      dataset="omniglot", ways=ways, shots=shots, queries=TRAIN_QUERIES[arg], test_queries=15,
+      meta_batch=1, optimizer="adam", learning_rate=1e-3,
+      optimizer_kwargs=dict(decay_every=100_000, decay_factor=0.5),
+      meta_steps=200_000, eval_every=2_000, eval_episodes=200, test_episodes=600,
+      adaptation_steps=0, run_dir=f"runs/relation_net_omniglot_{arg}")
