@@ -82,11 +82,13 @@ def _evaluate(args: argparse.Namespace) -> int:
   checkpoint = args.checkpoint if args.checkpoint in ("best", "last") else int(args.checkpoint)
   try:
     result = evaluate_run(args.run_dir, episodes=args.episodes, checkpoint=checkpoint,
-                          steps=args.steps, split=args.split)
+                          steps=args.steps, split=args.split, ways=args.ways,
+                          shots=args.shots)
   except (CheckpointError, ValueError, FileNotFoundError) as error:
     _err(f"metajax evaluate: {error}")
     return 1
-  print(f"{args.run_dir} step {result['step']} on '{result['split']}': accuracy "
+  print(f"{args.run_dir} step {result['step']} on '{result['split']}', {result['ways']}-way "
+        f"{result['shots']}-shot: accuracy "
         f"{100 * result['accuracy']:.2f} ± {100 * result['accuracy_ci95']:.2f}% "
         f"({result['episodes']} episodes, 95% CI)")
   if args.json:
@@ -228,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="'best' (validation accuracy), 'last' or a step number (best)")
   evaluate.add_argument("--steps", type=int, help="test-time inner steps (the run's setting)")
   evaluate.add_argument("--split", help="dataset split (the run's test split)")
+  evaluate.add_argument("--ways", type=int, help="test ways (the run's; metric learners only)")
+  evaluate.add_argument("--shots", type=int, help="test shots (the run's)")
   evaluate.add_argument("--json", help="also write the result to this JSON file")
   evaluate.set_defaults(run=_evaluate)
 

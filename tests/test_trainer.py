@@ -188,3 +188,22 @@ def test_every_algorithm_trains_by_name(algorithm, tmp_path):
   assert 0.0 <= result.test["accuracy"] <= 1.0
   losses = [r["loss"] for r in _records(tmp_path / algorithm, ("train",))]
   assert len(losses) == 2 and all(map(math.isfinite, losses))
+
+
+def test_evaluate_run_at_other_ways_and_shots(straight, tmp_path):
+  from metajax.train import evaluate_run
+
+  run_dir, _ = straight
+  same = evaluate_run(run_dir, episodes=4)
+  assert (same["ways"], same["shots"]) == (3, 1) and 0.0 <= same["accuracy"] <= 1.0
+  assert evaluate_run(run_dir, episodes=4, shots=3)["shots"] == 3
+  with pytest.raises(ValueError, match="test_ways"):  # MAML's head is 3-way
+    evaluate_run(run_dir, episodes=4, ways=5)
+  with pytest.raises(ValueError, match="shots"):  # Omniglot has 20 images per class
+    evaluate_run(run_dir, episodes=4, shots=20)
+  proto = TINY.replace(algorithm="protonet", algorithm_kwargs={}, meta_steps=2,
+                       model_kwargs=dict(filters=4, pooling="max"), adaptation_steps=0,
+                       run_dir=str(tmp_path / "proto"))
+  train(proto)
+  wider = evaluate_run(tmp_path / "proto", episodes=4, ways=7, shots=2)
+  assert (wider["ways"], wider["shots"]) == (7, 2) and 0.0 <= wider["accuracy"] <= 1.0

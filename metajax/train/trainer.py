@@ -387,7 +387,8 @@ def _append(run_dir: Path, records: list[dict]) -> None:
 
 
 def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | int = "best",
-                 steps: int | None = None, split: str | None = None) -> dict:
+                 steps: int | None = None, split: str | None = None, ways: int | None = None,
+                 shots: int | None = None) -> dict:
   """Evaluates a saved run's checkpoint on its test split.
 
   Args:
@@ -396,16 +397,23 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
     checkpoint: ``"best"`` (validation accuracy), ``"last"`` or a step.
     steps: test-time inner steps (``None``: the run's ``test_inner_steps``).
     split: the split (``None``: the run's ``test_split``).
+    ways: test ways (``None``: the run's); metric learners take any, gradient-based learners
+      only their head's.
+    shots: test shots (``None``: the run's).
 
   Returns:
-    ``{"accuracy", "accuracy_ci95", "loss", "loss_ci95", "episodes", "step", "split"}``.
+    ``{"accuracy", "accuracy_ci95", "loss", "loss_ci95", "episodes", "step", "split", "ways",
+    "shots"}``.
   """
   run_dir = Path(run_dir)
   config_path = run_dir / "config.json"
   if not config_path.exists():
     raise FileNotFoundError(f"{config_path} not found; is {run_dir} a metajax run folder?")
   config = validate(Config.from_dict(json.loads(config_path.read_text())))
-  config = config.replace(test_episodes=episodes, eval_batch=min(config.eval_batch, episodes))
+  config = validate(config.replace(
+      test_episodes=episodes, eval_batch=min(config.eval_batch, episodes),
+      test_ways=config.test_ways if ways is None else ways,
+      test_shots=config.test_shots if shots is None else shots))
   setup = _setup(config)
   checkpointer = Checkpointer(run_dir / "checkpoints", keep=config.keep_checkpoints)
   available = checkpointer.steps()
@@ -425,7 +433,8 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
   sampler = _eval_sampler(config, split)
   result = evaluate_episodes(setup.learner, params, sampler, _keys(config)[_TEST], episodes,
                              steps=config.test_inner_steps if steps is None else steps)
-  return {**result, "step": chosen, "split": split}
+  return {**result, "step": chosen, "split": split, "ways": config.eval_ways,
+          "shots": config.eval_shots}
 
 
 def _progress_bar(total: int, start: int, enabled: bool):
