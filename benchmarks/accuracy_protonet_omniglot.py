@@ -6,7 +6,12 @@ time budget, then reports mean accuracy +- 95% CI (1.96 std / sqrt(n)) on 600 te
 5-way 1-shot, 5-way 5-shot, 20-way 1-shot and 20-way 5-shot, 15 queries per class.
 
 Usage:
-  python benchmarks/accuracy_protonet_omniglot.py --minutes 20
+  python benchmarks/accuracy_protonet_omniglot.py --minutes 30
+
+Measured (2026-11-23, commit 7a6ab70, 2-core AMD EPYC CPU, nothing else running): 1,964
+60-way 1-shot 5-query episodes of the train+val classes in 30.0 min (1.1 episodes/s), then on
+600 episodes of the Vinyals test split (15 queries per class), mean +- 95% CI:
+5w1s 98.03 +- 0.27 %, 5w5s 99.56 +- 0.08 %, 20w1s 93.86 +- 0.23 %, 20w5s 98.50 +- 0.08 %.
 
 References:
   Snell, Swersky & Zemel, "Prototypical Networks for Few-shot Learning", NeurIPS 2017 (98.8 /

@@ -7,8 +7,13 @@ until the validation loss stops improving; we fix 20,000 episodes and keep the b
 checkpoint.
 
 Command:   metajax train configs/protonet_omniglot.py:5w1s
-Runtime:   not yet measured.
-Accuracy:  not yet measured; the paper reports 98.8 / 99.7 / 96.0 / 98.9 %.
+Runtime:   2-core AMD EPYC CPU: ~1.1-1.3 episodes/s (60-way 1-shot), so 20,000 episodes take
+           ~4.5 hours; the full schedule has not been run yet.
+Accuracy:  the paper reports 98.8 / 99.7 / 96.0 / 98.9 %. With a 30-minute budget (the same
+           network, 60-way 1-shot episodes of train+val, Adam 1e-3 with cosine decay over the
+           budget; ``python benchmarks/accuracy_protonet_omniglot.py --minutes 30``, 2026-11-23):
+           1,964 episodes, then 98.03 +- 0.27 / 99.56 +- 0.08 / 93.86 +- 0.23 / 98.50 +- 0.08 %
+           (5w1s / 5w5s / 20w1s / 20w5s, 600 test episodes each, 95% CI).
 """
 
 from metajax.train.config import Config, parse_setting

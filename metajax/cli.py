@@ -50,9 +50,10 @@ def _train(args: argparse.Namespace) -> int:
   if result.stopped_by in ("SIGINT", "SIGTERM", "interrupt"):
     return 130 if result.stopped_by == "SIGINT" else 143
   test = result.test
+  inner = "" if test["inner_steps"] is None else f"inner steps {test['inner_steps']}, "
   print(f"best validation accuracy {result.best_val_accuracy:.4f} at step {result.best_step}; "
         f"test accuracy {100 * test['accuracy']:.2f} ± {100 * test['accuracy_ci95']:.2f}% "
-        f"({test['episodes']} episodes, inner steps {test['inner_steps']}, checkpoint of step "
+        f"({test['episodes']} episodes, {inner}checkpoint of step "
         f"{test['step']}); training took {result.seconds / 60:.1f} min this call; "
         f"results in {result.run_dir}")
   return 0

@@ -14,6 +14,7 @@ from metajax.algorithms._gradient_based import check_batch_norm, check_model
 from metajax.core.learner import Model, from_nnx
 from metajax.core.meta_learner import MetaLearner
 from metajax.core.types import Array
+from metajax.models import _conv
 from metajax.models._pool import max_pool_2x2
 
 
@@ -38,19 +39,23 @@ class RelationModule(nnx.Module):
       ``[m, h, w, 2c]``.
     filters: conv channels (64 in the paper).
     hidden: hidden units (8 in the paper).
+    conv: convolution implementation, as in :class:`metajax.models.conv4.Conv4` (``"auto"``:
+      the matmul convolution on CPU, XLA's elsewhere).
     rngs: NNX random streams.
   """
 
   def __init__(self, feature_shape: Sequence[int], *, filters: int = 64, hidden: int = 8,
-               rngs: nnx.Rngs):
+               conv: str = "auto", rngs: nnx.Rngs):
     if len(feature_shape) != 3:
       raise ValueError(
           f"feature_shape must be (h, w, c) of the embedding's feature maps, got "
           f"{tuple(feature_shape)}; build the embedding with flatten=False."
       )
     h, w, c = (int(d) for d in feature_shape)
-    self.convs = nnx.List([nnx.Conv(2 * c, filters, (3, 3), rngs=rngs),
-                           nnx.Conv(filters, filters, (3, 3), rngs=rngs)])
+    convolve = _conv.resolve(conv)
+    self.convs = nnx.List([
+        nnx.Conv(2 * c, filters, (3, 3), conv_general_dilated=convolve, rngs=rngs),
+        nnx.Conv(filters, filters, (3, 3), conv_general_dilated=convolve, rngs=rngs)])
     self.norms = nnx.List([nnx.BatchNorm(filters, momentum=0.9, rngs=rngs) for _ in range(2)])
     for _ in range(2):
       h, w = -(-h // 2), -(-w // 2)
@@ -66,7 +71,8 @@ class RelationModule(nnx.Module):
 
 
 def relation_module_model(
-    feature_shape: Sequence[int], key: jax.Array, *, filters: int = 64, hidden: int = 8
+    feature_shape: Sequence[int], key: jax.Array, *, filters: int = 64, hidden: int = 8,
+    conv: str = "auto",
 ) -> Model:
   """A :class:`metajax.Model` for a :class:`RelationModule`.
 
@@ -76,7 +82,7 @@ def relation_module_model(
     >>> sorted(module.params)
     ['convs', 'hidden', 'norms', 'output']
   """
-  return from_nnx(RelationModule(feature_shape, filters=filters, hidden=hidden,
+  return from_nnx(RelationModule(feature_shape, filters=filters, hidden=hidden, conv=conv,
                                  rngs=nnx.Rngs(key)))
 
 
