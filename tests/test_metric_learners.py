@@ -73,6 +73,7 @@ LEARNERS = {
     "matching_net": lambda: matching_net(embedding()),
     "matching_net_fce": lambda: matching_net(embedding(), full_context=True, features=EMBED,
                                              processing_steps=2),
+    "matching_net_learned_scale": lambda: matching_net(embedding(), scale=5.0, learn_scale=True),
     "relation_net": lambda: relation_net(
         image_embedding(), relation_module_model((2, 2, 4), jax.random.key(1), filters=4,
                                                  hidden=4)),
@@ -150,6 +151,32 @@ def test_matching_net_attention_sums_to_one(full_context):
         s / np.linalg.norm(s, axis=1, keepdims=True)).T
     expected = np.exp(cos) / np.exp(cos).sum(1, keepdims=True)
     np.testing.assert_allclose(attention, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("learn_scale", [False, True])
+def test_matching_net_scale_sharpens_attention_and_is_learned(learn_scale):
+  learner = matching_net(embedding(), scale=10.0, learn_scale=learn_scale)
+  params = learner.init()
+  assert ("scale" in params) == learn_scale
+  task = first(synthetic_tasks(jax.random.key(3), ways=3, shots=2))
+  n_support = task.support_x.shape[0]
+  attention = np.exp(learner.predict(
+      params, learner.adapt(params, task.support_x, jnp.arange(n_support)), task.query_x))
+  model = embedding()
+  s = features_of(model, params["embedding"], task.support_x)
+  q = features_of(model, params["embedding"], task.query_x)
+  cos = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (
+      s / np.linalg.norm(s, axis=1, keepdims=True)).T
+  expected = np.exp(10 * cos) / np.exp(10 * cos).sum(1, keepdims=True)
+  np.testing.assert_allclose(attention, expected, rtol=1e-4, atol=1e-6)
+  if learn_scale:
+    grads, _ = learner.task_grad(params, task, jax.random.key(0), jnp.asarray(0))
+    assert np.isfinite(grads["scale"]) and abs(float(grads["scale"])) > 0
+
+
+def test_matching_net_rejects_non_positive_scale():
+  with pytest.raises(ValueError, match="scale must be > 0"):
+    matching_net(embedding(), scale=0.0)
 
 
 def test_r2d2_woodbury_solution_equals_primal_ridge():
