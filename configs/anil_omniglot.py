@@ -5,8 +5,16 @@ Raghu, Raghu, Bengio & Vinyals (ICLR 2020) train ANIL with MAML's hyperparameter
 32 / 16 (5-way / 20-way), Adam 1e-3, 60k steps.
 
 Command:   metajax train configs/anil_omniglot.py:5w1s
-Runtime:   not yet measured.
-Accuracy:  not yet measured.
+Runtime:   2-core AMD EPYC CPU (no GPU); measured only with a 6-minute budget so far (2026-11-23):
+
+             metajax train configs/anil_omniglot.py:5w1s time_budget_minutes=6 \
+               eval_every=250 eval_episodes=100 run_dir=runs/anil_omniglot_5w1s_6min
+
+           2,151 meta-steps in 6 min.
+Accuracy:  5w1s after those 6 minutes: best validation 94.6 %; test 94.01 +- 0.45 % (600
+           episodes of the Vinyals test split, 15 queries per class). The paper reports
+           ANIL on par with MAML (Omniglot 20-way and miniImageNet), not 5w1s.
+           The other settings are not measured yet.
 """
 
 import dataclasses

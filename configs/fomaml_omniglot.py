@@ -4,8 +4,16 @@ MAML's Omniglot settings (see ``maml_omniglot.py``) without second-order terms, 
 Levine (ICML 2017, Sec. 5.2) evaluate the first-order approximation.
 
 Command:   metajax train configs/fomaml_omniglot.py:5w1s
-Runtime:   not yet measured.
-Accuracy:  not yet measured.
+Runtime:   2-core AMD EPYC CPU (no GPU); measured only with a 6-minute budget so far (2026-11-23):
+
+             metajax train configs/fomaml_omniglot.py:5w1s time_budget_minutes=6 \
+               eval_every=250 eval_episodes=100 run_dir=runs/fomaml_omniglot_5w1s_6min
+
+           1,780 meta-steps in 6 min.
+Accuracy:  5w1s after those 6 minutes: best validation 87.1 %; test 85.81 +- 0.68 % (600
+           episodes of the Vinyals test split, 15 queries per class). The MAML paper reports
+           98.3 +- 0.5 % for first-order MAML 5w1s after its full schedule.
+           The other settings are not measured yet.
 """
 
 import dataclasses

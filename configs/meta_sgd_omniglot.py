@@ -5,8 +5,16 @@ we use MAML's network, meta-batches and Adam 1e-3 (see ``maml_omniglot.py``), wi
 rates initialised at MAML's alpha (the paper initialises them randomly in [0.005, 0.1]).
 
 Command:   metajax train configs/meta_sgd_omniglot.py:5w1s
-Runtime:   not yet measured.
-Accuracy:  not yet measured.
+Runtime:   2-core AMD EPYC CPU (no GPU); measured only with a 6-minute budget so far (2026-11-23):
+
+             metajax train configs/meta_sgd_omniglot.py:5w1s time_budget_minutes=6 \
+               eval_every=250 eval_episodes=100 run_dir=runs/meta_sgd_omniglot_5w1s_6min
+
+           981 meta-steps in 6 min.
+Accuracy:  5w1s after those 6 minutes: best validation 90.8 %; test 89.39 +- 0.61 % (600
+           episodes of the Vinyals test split, 15 queries per class). The paper reports
+           99.53 +- 0.26 % after its full schedule.
+           The other settings are not measured yet.
 """
 
 from metajax.train.config import Config, parse_setting
