@@ -60,20 +60,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sinusoid_config(config, *, progress: bool) -> int:
-  from metajax.train.sinusoid import adaptation_table, format_table, train_sinusoid
+  from metajax.train.sinusoid import run_sinusoid_experiment
 
-  run_dir = Path(config.run_dir)
-  run_dir.mkdir(parents=True, exist_ok=True)
-  (run_dir / "config.json").write_text(config.to_json())
-  run = train_sinusoid(meta_steps=config.meta_steps, meta_batch=config.meta_batch,
-                       shots=config.shots, inner_lr=config.inner_lr,
-                       inner_steps=config.inner_steps, learning_rate=config.learning_rate,
-                       seed=config.seed, progress=progress)
-  table = adaptation_table(run, num_tasks=config.test_tasks)
-  print(f"trained in {run.seconds:.1f} s; MSE after n steps (mean ± 95% CI):\n")
-  print(format_table(table))
-  (run_dir / "sinusoid_table.json").write_text(json.dumps(
-      {str(k): {str(n): v for n, v in row.items()} for k, row in table.items()}, indent=2))
+  run_sinusoid_experiment(config, progress=progress,
+                          report=lambda message: print(message, flush=True))
+  print(f"results in {config.run_dir}")
   return 0
 
 
@@ -149,32 +140,22 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _sinusoid(args: argparse.Namespace) -> int:
-  import jax
+  from metajax.train.config import SinusoidConfig, validate
+  from metajax.train.sinusoid import run_sinusoid_experiment, table_to_json
 
-  from metajax.train.sinusoid import adaptation_table, format_table, train_sinusoid
-
-  shots = [int(k) for k in args.shots.split(",")]
-  table = {}
-  for k in shots:
-    print(f"MAML on sinusoid regression, meta-trained with K={k}: {args.meta_steps} meta-steps, "
-          f"meta-batch {args.meta_batch}, {args.inner_steps} inner step(s) alpha={args.inner_lr}, "
-          f"Adam {args.learning_rate} (backend: {jax.default_backend()})", flush=True)
-    run = train_sinusoid(meta_steps=args.meta_steps, meta_batch=args.meta_batch, shots=k,
-                         inner_lr=args.inner_lr, inner_steps=args.inner_steps,
-                         learning_rate=args.learning_rate, seed=args.seed,
-                         progress=not args.no_progress)
-    print(f"trained in {run.seconds:.1f} s ({args.meta_steps / run.seconds:.0f} meta-steps/s); "
-          f"final training loss {run.losses[-1000:].mean():.3f}", flush=True)
-    table.update(adaptation_table(run, shots=(k,), num_tasks=args.test_tasks))
-  print(f"\nMSE on {args.test_tasks} new tasks per K (mean ± 95% CI) after n gradient steps "
-        f"(alpha={args.inner_lr}), each row by the model meta-trained with that K:\n")
-  print(format_table(table))
-  print("\nMAML paper (Finn et al. 2017, Appendix C), K=5: 0.67 / 0.38 / 0.35 after 1 / 5 / 10 "
-        "steps.")
+  try:
+    config = validate(SinusoidConfig(
+        meta_steps=args.meta_steps, meta_batch=args.meta_batch,
+        shots=tuple(int(k) for k in args.shots.split(",")), inner_lr=args.inner_lr,
+        inner_steps=args.inner_steps, learning_rate=args.learning_rate, seed=args.seed,
+        test_tasks=args.test_tasks))
+  except ValueError as error:
+    _err(f"metajax sinusoid: {error}")
+    return 2
+  table = run_sinusoid_experiment(config, progress=not args.no_progress, write=False,
+                                  report=lambda message: print(message, flush=True))
   if args.json:
-    with open(args.json, "w") as f:
-      json.dump({str(k): {str(n): v for n, v in row.items()} for k, row in table.items()}, f,
-                indent=2)
+    Path(args.json).write_text(json.dumps(table_to_json(table), indent=2))
   return 0
 
 

@@ -131,15 +131,18 @@ class SinusoidConfig:
   """MAML sinusoid regression (:func:`metajax.train.sinusoid.train_sinusoid`'s arguments).
 
   Attributes:
-    meta_steps, meta_batch, shots, inner_lr, inner_steps, learning_rate, seed: as
+    meta_steps, meta_batch, inner_lr, inner_steps, learning_rate, seed: as
       :func:`~metajax.train.sinusoid.train_sinusoid`.
+    shots: the values of K; one model is meta-trained per K (K support and K query points per
+      training task) and tested on new K-shot tasks, as ``metajax sinusoid`` does. A model
+      meta-trained with K=10 and adapted with K=5 diverges on a few tasks at alpha=0.01.
     test_tasks: new tasks per K in the adaptation table.
     run_dir: where the table (``sinusoid_table.json``) and the config go.
   """
 
   meta_steps: int = 70_000
   meta_batch: int = 25
-  shots: int = 10
+  shots: tuple[int, ...] = (5, 10)
   inner_lr: float = 0.01
   inner_steps: int = 1
   learning_rate: float = 1e-3
@@ -262,6 +265,10 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
       return str(value)
     if kind in (bool, dict) and isinstance(value, kind):
       return value
+    if typing.get_origin(kind) is tuple:
+      items = value if isinstance(value, tuple | list) else (value,)
+      if items and all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+        return tuple(items)
   names = " or ".join(getattr(k, "__name__", str(k)) for k in options)
   raise ValueError(f"config key {key!r} must be {names}, got {value!r}")
 
@@ -290,8 +297,13 @@ def validate(config: Config | SinusoidConfig) -> Config | SinusoidConfig:
   from metajax.train import registry
 
   if isinstance(config, SinusoidConfig):
-    for key in ("meta_steps", "meta_batch", "shots", "inner_steps", "test_tasks"):
+    for key in ("meta_steps", "meta_batch", "inner_steps", "test_tasks"):
       _check_int(config, key, 1)
+    shots = config.shots
+    if (not isinstance(shots, tuple) or not shots
+        or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in shots)):
+      raise ValueError(f"config key 'shots' must be a non-empty tuple of integers >= 1 (one "
+                       f"model per K), got {shots!r}; e.g. shots=(5,10) or shots=10")
     for key in ("inner_lr", "learning_rate"):
       if not getattr(config, key) > 0:
         raise ValueError(f"config key {key!r} must be > 0, got {getattr(config, key)!r}")
