@@ -125,6 +125,12 @@ def test_evaluate_reports_accuracy_in_unit_interval(algorithm):
                                    jax.random.key(0))
   assert metrics["accuracy"].shape == (4,)
   assert np.all((metrics["accuracy"] >= 0) & (metrics["accuracy"] <= 1))
+  # Evaluating one task at a time (CPU's default, memory of one task) computes the same.
+  for batching in ("map", "vmap"):
+    other = metajax.evaluate_tasks(learner, learner.init(), classification_tasks(),
+                                   jax.random.key(0), batching=batching)
+    for name in metrics:
+      np.testing.assert_allclose(other[name], metrics[name], rtol=1e-5, atol=1e-6)
 
 
 def test_auto_batching_picks_map_on_cpu_and_vmap_elsewhere():

@@ -373,7 +373,7 @@ def evaluate_tasks(
     key: PRNGKey,
     *,
     steps: int | None = None,
-    batching: str = "vmap",
+    batching: str = "auto",
 ) -> Metrics:
   """Per-task test metrics for a batch of tasks (no outer update).
 
@@ -383,11 +383,15 @@ def evaluate_tasks(
     tasks: task batch with a leading task axis.
     key: PRNG key.
     steps: test-time inner steps (``None``: the learner's ``eval_steps``).
-    batching: ``"vmap"`` or ``"map"``.
+    batching: ``"vmap"``, ``"map"`` (one task at a time inside the compiled call: the memory
+      of one task) or ``"auto"``: ``map`` on CPU, where it is as fast and vmapping 50
+      Tiny-ImageNet or Relation-Network episodes took 9-18 GB, else ``vmap``.
 
   Returns:
     Metrics with a leading task axis, as numpy arrays.
   """
+  if batching == "auto":
+    batching = "map" if jax.default_backend() == "cpu" else "vmap"
   fn = _eval_fn(learner, steps, batching)
   keys = jax.random.split(key, jax.tree.leaves(tasks)[0].shape[0])
   return jax.tree.map(np.asarray, fn(params, tasks, keys))
@@ -400,4 +404,4 @@ def _eval_fn(learner: MetaLearner, steps: int | None, batching: str) -> Callable
     return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
   if batching == "map":
     return jax.jit(lambda p, ts, ks: jax.lax.map(lambda tk: one(p, *tk), (ts, ks)))
-  raise ValueError(f"evaluation batching must be 'vmap' or 'map', got {batching!r}.")
+  raise ValueError(f"evaluation batching must be 'auto', 'vmap' or 'map', got {batching!r}.")

@@ -149,7 +149,8 @@ def adaptation_table(
                            queries=queries)
     row = {}
     for n in steps:
-      losses = evaluate_tasks(run.learner, run.params, tasks, jax.random.key(0), steps=n)["loss"]
+      losses = evaluate_tasks(run.learner, run.params, tasks, jax.random.key(0), steps=n,
+                              batching="vmap")["loss"]
       row[n] = (float(np.mean(losses)), float(1.96 * np.std(losses) / np.sqrt(len(losses))))
     table[k] = row
   return table

@@ -101,7 +101,7 @@ def _eval_sampler(config: Config, split: str) -> EpisodeSampler:
 
 
 def evaluate_episodes(learner: MetaLearner, params, sampler: EpisodeSampler, key: jax.Array,
-                      episodes: int, *, steps: int | None = None, batching: str = "vmap") -> dict:
+                      episodes: int, *, steps: int | None = None, batching: str = "auto") -> dict:
   """Mean accuracy and loss with 95% confidence half-widths over ``episodes`` episodes.
 
   Episodes come from ``sampler.sample(fold_in(key, i))`` for batches ``i = 0, 1, ...``, so the
@@ -114,7 +114,8 @@ def evaluate_episodes(learner: MetaLearner, params, sampler: EpisodeSampler, key
     key: the base key of the episodes.
     episodes: how many (the last batch is cut to fit).
     steps: test-time inner steps (``None``: the learner's default).
-    batching: ``"vmap"`` or ``"map"`` over the episodes of a batch.
+    batching: ``"auto"``, ``"vmap"`` or ``"map"`` over the episodes of a batch (see
+      :func:`metajax.evaluate_tasks`).
 
   Returns:
     ``{"accuracy", "accuracy_ci95", "loss", "loss_ci95", "episodes"}``.
