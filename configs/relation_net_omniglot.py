@@ -20,6 +20,9 @@ Accuracy:  the paper reports 99.6 / 99.8 / 97.6 / 99.1 %. Measured, 5w1s with a 
 
            721 episodes in 15.2 min; test 92.59 +- 0.51 % (600 episodes of the Vinyals test
            split, 15 queries per class, best validation checkpoint). Far from converged.
+           Train each setting with its own shots: the class feature map is the sum over the
+           class's supports (the paper's rule), so this 1-shot model tested at 5w5s
+           (``metajax evaluate RUN --shots 5``) sees inputs 5x larger and scores 45.25 +- 1.31 %.
 """
 
 from metajax.train.config import Config, parse_setting
