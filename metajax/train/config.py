@@ -52,7 +52,8 @@ class Config:
     eval_every: validate (and checkpoint) every this many meta-steps.
     eval_episodes: validation episodes.
     test_episodes: final test episodes (600 as the papers report).
-    eval_batch: episodes per evaluation call.
+    eval_batch: episodes sampled per evaluation call (evaluated one at a time on CPU, vmapped on
+      GPU/TPU; see :func:`metajax.evaluate_tasks`).
     test_inner_steps: inner steps at validation/test time (``None``: the algorithm's
       ``eval_steps``); ignored by metric learners.
     adaptation_steps: largest number of test-time inner steps in the adaptation plot (0: no plot).
