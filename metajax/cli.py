@@ -140,15 +140,14 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _sinusoid(args: argparse.Namespace) -> int:
-  from metajax.train.config import SinusoidConfig, validate
+  from metajax.train.config import SinusoidConfig, apply_overrides, validate
   from metajax.train.sinusoid import run_sinusoid_experiment, table_to_json
 
   try:
-    config = validate(SinusoidConfig(
-        meta_steps=args.meta_steps, meta_batch=args.meta_batch,
-        shots=tuple(int(k) for k in args.shots.split(",")), inner_lr=args.inner_lr,
+    config = validate(apply_overrides(SinusoidConfig(
+        meta_steps=args.meta_steps, meta_batch=args.meta_batch, inner_lr=args.inner_lr,
         inner_steps=args.inner_steps, learning_rate=args.learning_rate, seed=args.seed,
-        test_tasks=args.test_tasks))
+        test_tasks=args.test_tasks), [f"shots={args.shots}"]))
   except ValueError as error:
     _err(f"metajax sinusoid: {error}")
     return 2

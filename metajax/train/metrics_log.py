@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from metajax.train._atomic import write_text_atomically
+
 FILENAME = "metrics.jsonl"
 
 
@@ -57,9 +59,7 @@ class MetricsLog:
     kept = [] if keep_until is None else [
         r for r in read_metrics(run_dir) if r.get("split") in ("train", "val")
         and r.get("step", 0) <= keep_until]
-    tmp = self.path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    os.replace(tmp, self.path)
+    write_text_atomically(self.path, "".join(json.dumps(r) + "\n" for r in kept))
     self._file = self.path.open("a")
     self._writer = _tensorboard_writer(Path(run_dir) / "tensorboard") if tensorboard else None
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from metajax.core.meta_learner import MetaLearner
 from metajax.core.meta_step import MetaTrainState, evaluate_tasks, init_meta_state, meta_update
 from metajax.data.sinusoid import sinusoid_tasks
 from metajax.models.mlp import mlp_model
+from metajax.train._atomic import write_text_atomically
 
 if TYPE_CHECKING:
   from metajax.train.config import SinusoidConfig
@@ -172,7 +172,6 @@ def mean_squared_error_after(run: SinusoidRun, k: int, n_steps: int) -> float:
   return adaptation_table(run, shots=(k,), steps=(n_steps,))[k][n_steps][0]
 
 
-
 def run_sinusoid_experiment(
     config: SinusoidConfig,
     *,
@@ -212,17 +211,12 @@ def run_sinusoid_experiment(
   if write:
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomically(run_dir / "config.json", config.to_json())
-    _write_atomically(run_dir / "sinusoid_table.json", json.dumps(table_to_json(table), indent=2))
+    write_text_atomically(run_dir / "config.json", config.to_json())
+    write_text_atomically(run_dir / "sinusoid_table.json",
+                          json.dumps(table_to_json(table), indent=2))
   return table
 
 
 def table_to_json(table: dict[int, dict[int, tuple[float, float]]]) -> dict:
   """``{"K": {"steps": [mean, ci95]}}`` for JSON."""
   return {str(k): {str(n): list(v) for n, v in row.items()} for k, row in table.items()}
-
-
-def _write_atomically(path: Path, text: str) -> None:
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(text)
-  os.replace(tmp, path)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import signal
 import threading
 import time
@@ -34,6 +33,7 @@ from metajax.core.meta_learner import MetaLearner
 from metajax.core.meta_step import MetaTrainState, evaluate_tasks, init_meta_state, make_meta_step
 from metajax.data.sampler import EpisodeSampler, episode_sampler
 from metajax.train import metrics_log, plots, registry
+from metajax.train._atomic import write_text_atomically
 from metajax.train.checkpoint import Checkpointer, CheckpointError
 from metajax.train.config import RESUME_MUTABLE, Config, validate
 
@@ -172,12 +172,6 @@ def _check_resumable(config: Config, run_dir: Path) -> None:
         f"({details}); use a new run_dir or the original values")
 
 
-def _stamp(path: Path, text: str) -> None:
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(text)
-  os.replace(tmp, path)
-
-
 def train(
     config: Config,
     *,
@@ -239,7 +233,7 @@ def train(
                             "restored:\n  " + "\n  ".join(skipped))
     state, start = restored, step
     say(f"resuming {run_dir} from the checkpoint of step {step}")
-  _stamp(run_dir / "config.json", config.to_json())
+  write_text_atomically(run_dir / "config.json", config.to_json())
   log = metrics_log.MetricsLog(run_dir, keep_until=start if existing else None)
 
   train_data = registry.load_split(config, config.train_split)
@@ -306,7 +300,7 @@ def train(
   checkpointer.close()
   summary = {"step": step, "best_step": best[0], "best_val_accuracy": best[1], "test": test,
              "train_seconds_this_call": seconds, "stopped_by": stopped_by}
-  _stamp(run_dir / "summary.json", json.dumps(summary, indent=2))
+  write_text_atomically(run_dir / "summary.json", json.dumps(summary, indent=2))
   return TrainResult(run_dir, step, stopped_by is None, stopped_by,
                      start if existing else None, *best, test, seconds, skipped)
 
