@@ -116,7 +116,11 @@ def conv2d(x: Array, kernel: Array, strides: Sequence[int] = (1, 1),
     padding = lax.padtype_to_pads(x.shape[1:3], (kh, kw), tuple(strides), padding)
   geometry = _Geometry(x.shape[1:3], (kh, kw), strides, padding)
   cols = im2col(geometry, x)
-  return jnp.einsum("nhwp,po->nhwo", cols, kernel.reshape(kh * kw * c, o))
+  n, ho, wo, patch = cols.shape
+  # One 2-D matmul: XLA:CPU runs the kernel gradient ``cols^T @ g`` 2-5x faster when it
+  # contracts a single flattened axis than over the three (n, ho, wo) axes of an einsum.
+  y = cols.reshape(n * ho * wo, patch) @ kernel.reshape(patch, o)
+  return y.reshape(n, ho, wo, o)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
