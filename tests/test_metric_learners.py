@@ -77,13 +77,16 @@ LEARNERS = {
     "relation_net": lambda: relation_net(
         image_embedding(), relation_module_model((2, 2, 4), jax.random.key(1), filters=4,
                                                  hidden=4)),
+    "relation_net_split_pairs": lambda: relation_net(
+        image_embedding(), relation_module_model((2, 2, 4), jax.random.key(1), filters=4,
+                                                 hidden=4), split_pairs=True),
     "siamese": lambda: siamese(embedding(), features=EMBED),
     "r2d2": lambda: r2d2(embedding()),
 }
 
 
 def tasks_for(name, key=0, **kwargs):
-  return synthetic_tasks(jax.random.key(key), image=name == "relation_net", **kwargs)
+  return synthetic_tasks(jax.random.key(key), image=name.startswith("relation_net"), **kwargs)
 
 
 # --- the defining computations ------------------------------------------------------------------
@@ -229,6 +232,38 @@ def test_relation_scores_in_unit_interval():
                            task.query_x)
   chex.assert_shape(scores, (task.query_x.shape[0], 3))
   assert np.all((np.asarray(scores) > 0) & (np.asarray(scores) < 1))
+
+
+@pytest.mark.parametrize("conv", ["matmul", "xla"])
+def test_relation_module_on_split_pairs_equals_concatenated_pairs(conv):
+  # 5x5 maps: the 'SAME' padding of the first convolution touches every border.
+  module = relation_module_model((5, 5, 3), jax.random.key(0), filters=4, hidden=4, conv=conv)
+  queries = jax.random.normal(jax.random.key(1), (4, 5, 5, 3))
+  classes = jax.random.normal(jax.random.key(2), (3, 5, 5, 3))
+  pairs = jnp.concatenate([jnp.repeat(queries, 3, axis=0), jnp.tile(classes, (4, 1, 1, 1))], -1)
+
+  def logits(params, x):
+    return module.apply(params, module.state, x, train=True)[0]
+
+  np.testing.assert_allclose(logits(module.params, (queries, classes)),
+                             logits(module.params, pairs), rtol=1e-5, atol=1e-5)
+  direction = jax.random.normal(jax.random.key(3), (12,))
+  split_grad = jax.grad(lambda p: logits(p, (queries, classes)) @ direction)(module.params)
+  pairs_grad = jax.grad(lambda p: logits(p, pairs) @ direction)(module.params)
+  chex.assert_trees_all_close(split_grad, pairs_grad, rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match="one shape"):
+    logits(module.params, (queries, classes[:, :4]))
+
+
+def test_relation_net_split_pairs_gives_the_same_loss_and_meta_gradient():
+  concatenated, split = LEARNERS["relation_net"](), LEARNERS["relation_net_split_pairs"]()
+  params = concatenated.init()
+  task = first(tasks_for("relation_net", ways=3))
+  step = jnp.zeros((), jnp.int32)
+  grads_a, metrics_a = concatenated.task_grad(params, task, jax.random.key(0), step)
+  grads_b, metrics_b = split.task_grad(params, task, jax.random.key(0), step)
+  np.testing.assert_allclose(metrics_a["loss"], metrics_b["loss"], rtol=1e-5)
+  chex.assert_trees_all_close(grads_a, grads_b, rtol=1e-4, atol=1e-6)
 
 
 # --- input checks -------------------------------------------------------------------------------

@@ -34,6 +34,14 @@ class RelationModule(nnx.Module):
   """Sung et al.'s relation module: 2 blocks of 3x3 conv -> BatchNorm -> ReLU -> 2x2 max-pool
   ('SAME', so 1x1 maps stay 1x1), then a ReLU hidden layer and one output (a logit).
 
+  Called on pairs ``[m, h, w, 2c]`` (query and class maps concatenated along channels) it
+  returns ``[m]`` logits. Called on a tuple ``(queries [q, h, w, c], classes [k, h, w, c])`` it
+  returns the ``[q * k]`` logits of every (query, class) pair, query-major, without building the
+  pairs: the first convolution of a channel concatenation is the sum of the convolutions of its
+  two halves, so it is computed once per query and once per class instead of once per pair
+  (``2k``-``2q`` times fewer multiply-adds in the module's largest layer; the same function up
+  to floating-point rounding).
+
   Args:
     feature_shape: ``(h, w, c)`` of one embedding feature map; the module reads pairs
       ``[m, h, w, 2c]``.
@@ -53,6 +61,7 @@ class RelationModule(nnx.Module):
       )
     h, w, c = (int(d) for d in feature_shape)
     convolve = _conv.resolve(conv)
+    self.convolve = convolve
     self.convs = nnx.List([
         nnx.Conv(2 * c, filters, (3, 3), conv_general_dilated=convolve, rngs=rngs),
         nnx.Conv(filters, filters, (3, 3), conv_general_dilated=convolve, rngs=rngs)])
@@ -62,12 +71,31 @@ class RelationModule(nnx.Module):
     self.hidden = nnx.Linear(h * w * filters, hidden, rngs=rngs)
     self.output = nnx.Linear(hidden, 1, rngs=rngs)
 
-  def __call__(self, pairs: Array) -> Array:
-    x = pairs
-    for conv, norm in zip(self.convs, self.norms):
-      x = max_pool_2x2(jax.nn.relu(norm(conv(x))), "SAME")
+  def __call__(self, pairs: Array | tuple[Array, Array]) -> Array:
+    split = isinstance(pairs, tuple)
+    x = self._first_conv_of_pairs(*pairs) if split else self.convs[0](pairs)
+    x = max_pool_2x2(jax.nn.relu(self.norms[0](x)), "SAME")
+    x = max_pool_2x2(jax.nn.relu(self.norms[1](self.convs[1](x))), "SAME")
     x = jax.nn.relu(self.hidden(x.reshape(x.shape[0], -1)))
     return self.output(x)[:, 0]
+
+  def _first_conv_of_pairs(self, queries: Array, classes: Array) -> Array:
+    """``convs[0]`` of every concatenated (query, class) pair, ``[q * k, h, w, filters]``."""
+    if queries.ndim != 4 or classes.shape[1:] != queries.shape[1:]:
+      raise ValueError(
+          f"queries and classes must be feature maps [n, h, w, c] of one shape, got "
+          f"{queries.shape} and {classes.shape}."
+      )
+    first = self.convs[0]
+    kernel, channels = first.kernel[...], queries.shape[-1]
+
+    def convolve(x, half):
+      return self.convolve(x, half, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    per_query = convolve(queries, kernel[:, :, :channels])
+    per_class = convolve(classes, kernel[:, :, channels:])
+    summed = per_query[:, None] + per_class[None] + first.bias[...]
+    return summed.reshape(-1, *summed.shape[2:])
 
 
 def relation_module_model(
@@ -92,6 +120,7 @@ def relation_net(
     *,
     ways: int | None = None,
     batch_norm: str = "transductive",
+    split_pairs: bool = False,
 ) -> MetaLearner:
   """Relation Networks: relation scores ``sigmoid(g([f(x), sum_{i in c} f(x_i)]))`` in (0, 1).
 
@@ -112,6 +141,11 @@ def relation_net(
     ways: static class width, see :func:`metajax.protonet`.
     batch_norm: ``"transductive"`` or ``"frozen"`` for both networks (the relation module's
       batch is the set of pairs), see :func:`metajax.protonet`.
+    split_pairs: call the relation module on ``(query_features, class_features)`` instead of
+      their concatenated pairs, and read ``[n_query * ways]`` logits, query-major.
+      :class:`RelationModule` accepts both and, split, computes its first convolution once per
+      query and once per class rather than once per pair (the same scores; at 20-way 1-shot
+      with 15 queries, 320 feature maps instead of 6,000 pairs).
 
   Returns:
     A :class:`metajax.MetaLearner`; meta-parameters are ``{"embedding": ..., "relation": ...}``.
@@ -121,7 +155,7 @@ def relation_net(
     >>> embedding = metajax.models.conv4_model(None, jax.random.key(0), filters=8,
     ...                                        flatten=False, pooled_blocks=2)
     >>> module = relation_module_model((7, 7, 8), jax.random.key(1), filters=8)
-    >>> sorted(relation_net(embedding, module).init())
+    >>> sorted(relation_net(embedding, module, split_pairs=True).init())
     ['embedding', 'relation']
 
   References:
@@ -141,6 +175,11 @@ def relation_net(
 
   def score(meta_params, support, query_features):
     n_query, ways = query_features.shape[0], support.class_features.shape[0]
+    if split_pairs:
+      logits = relation_module.apply(meta_params["relation"], relation_module.state,
+                                     (query_features, support.class_features), train=train)[0]
+      scores = jax.nn.sigmoid(logits.reshape(n_query, ways))
+      return jnp.where(support.counts > 0, scores, 0.0)
     queries = jnp.broadcast_to(query_features[:, None], (n_query, ways, *query_features.shape[1:]))
     classes = jnp.broadcast_to(support.class_features[None], queries.shape)
     pairs = jnp.concatenate([queries, classes], axis=-1).reshape(n_query * ways,

@@ -57,7 +57,8 @@ def relation_net_from_embedding(
         f"{feature_shape}; set model_kwargs.flatten=False")
   module = algorithms.relation_module_model(feature_shape, key, filters=relation_filters,
                                             hidden=relation_hidden)
-  return algorithms.relation_net(embedding, module, ways=ways, batch_norm=batch_norm)
+  return algorithms.relation_net(embedding, module, ways=ways, batch_norm=batch_norm,
+                                split_pairs=True)
 
 
 def siamese_from_embedding(
