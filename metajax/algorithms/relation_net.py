@@ -39,8 +39,8 @@ class RelationModule(nnx.Module):
   returns the ``[q * k]`` logits of every (query, class) pair, query-major, without building the
   pairs: the first convolution of a channel concatenation is the sum of the convolutions of its
   two halves, so it is computed once per query and once per class instead of once per pair
-  (``2k``-``2q`` times fewer multiply-adds in the module's largest layer; the same function up
-  to floating-point rounding).
+  (``2qk / (q + k)`` times fewer multiply-adds in the module's largest layer; the same function
+  up to floating-point rounding).
 
   Args:
     feature_shape: ``(h, w, c)`` of one embedding feature map; the module reads pairs
@@ -176,15 +176,14 @@ def relation_net(
   def score(meta_params, support, query_features):
     n_query, ways = query_features.shape[0], support.class_features.shape[0]
     if split_pairs:
-      logits = relation_module.apply(meta_params["relation"], relation_module.state,
-                                     (query_features, support.class_features), train=train)[0]
-      scores = jax.nn.sigmoid(logits.reshape(n_query, ways))
-      return jnp.where(support.counts > 0, scores, 0.0)
-    queries = jnp.broadcast_to(query_features[:, None], (n_query, ways, *query_features.shape[1:]))
-    classes = jnp.broadcast_to(support.class_features[None], queries.shape)
-    pairs = jnp.concatenate([queries, classes], axis=-1).reshape(n_query * ways,
-                                                                 *queries.shape[2:-1], -1)
-    logits = relation_module.apply(meta_params["relation"], relation_module.state, pairs,
+      inputs = (query_features, support.class_features)
+    else:
+      queries = jnp.broadcast_to(query_features[:, None],
+                                 (n_query, ways, *query_features.shape[1:]))
+      classes = jnp.broadcast_to(support.class_features[None], queries.shape)
+      inputs = jnp.concatenate([queries, classes], axis=-1).reshape(n_query * ways,
+                                                                    *queries.shape[2:-1], -1)
+    logits = relation_module.apply(meta_params["relation"], relation_module.state, inputs,
                                    train=train)[0]
     scores = jax.nn.sigmoid(logits.reshape(n_query, ways))
     return jnp.where(support.counts > 0, scores, 0.0)
