@@ -28,8 +28,13 @@ Accuracy:  the paper reports 98.7 / 99.9 / 95.8 / 98.9 % (5w1s / 5w5s / 20w1s / 
                run_dir=runs/maml_omniglot_5w1s_long
 
            17,871 meta-steps in 125 min; best validation 97.5 +- 0.5 % (step 16,500); test
-           97.01 +- 0.29 % (600 episodes). Rerunning the command with a larger budget continues
-           toward the 60,000 steps. The other settings are not measured yet.
+           97.01 +- 0.29 % (600 episodes). Resumed again on 2026-11-23 (same command, pinned to
+           one core with ``taskset -c 0``, budgets 21 and 110 min; code from commit bb29623 on,
+           whose 2-D matmul convolution changes rounding, so from step 20,301 on it is no
+           longer bit-identical to one uninterrupted run of the old code): 32,271 meta-steps in
+           256 min in all (1.2-2.1 steps/s on one core); best validation 97.8 +- 0.5 % (step
+           29,500); test 97.29 +- 0.28 % (600 episodes). Rerunning the command with a larger
+           budget continues toward the 60,000 steps. The other settings are not measured yet.
 """
 
 from metajax.train.config import Config, parse_setting
