@@ -61,7 +61,6 @@ class RelationModule(nnx.Module):
       )
     h, w, c = (int(d) for d in feature_shape)
     convolve = _conv.resolve(conv)
-    self.convolve = convolve
     self.convs = nnx.List([
         nnx.Conv(2 * c, filters, (3, 3), conv_general_dilated=convolve, rngs=rngs),
         nnx.Conv(filters, filters, (3, 3), conv_general_dilated=convolve, rngs=rngs)])
@@ -90,7 +89,8 @@ class RelationModule(nnx.Module):
     kernel, channels = first.kernel[...], queries.shape[-1]
 
     def convolve(x, half):
-      return self.convolve(x, half, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      return first.conv_general_dilated(x, half, (1, 1), first.padding,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
     per_query = convolve(queries, kernel[:, :, :channels])
     per_class = convolve(classes, kernel[:, :, channels:])
