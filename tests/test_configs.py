@@ -55,3 +55,48 @@ def test_overrides_are_coerced_and_checked():
     load_config(str(CONFIGS[0].parent / "maml_omniglot.py") + ":5w1s", ["ways=10000"])
   with pytest.raises(ValueError, match="not one of"):
     load_config(str(CONFIGS[0].parent / "maml_omniglot.py") + ":7w3s")
+
+
+def _adam_rates(config, steps):
+  """Adam's step sizes: with a constant gradient its update is -rate * sign(gradient)."""
+  import jax.numpy as jnp
+
+  from metajax.train.registry import build_optimizer
+  optimizer = build_optimizer(config)
+  params = jnp.zeros([3])
+  state = optimizer.init(params)
+  rates = []
+  for _ in range(steps):
+    updates, state = optimizer.update(jnp.array([2.0, -1.0, 0.5]), state, params)
+    rates.append(-float(updates[0]))
+    assert float(updates[1]) == pytest.approx(rates[-1], rel=1e-4)
+  return rates
+
+
+def test_learning_rate_schedules_follow_their_formulas():
+  import dataclasses
+  import math
+
+  base = load_config(str(CONFIGS[0].parent / "maml_omniglot.py") + ":5w1s")
+  step_decay = dataclasses.replace(base, learning_rate=1e-2, optimizer_kwargs=dict(
+      decay_every=3, decay_factor=0.5))
+  expected = [1e-2 * 0.5 ** (t // 3) for t in range(8)]
+  assert _adam_rates(step_decay, 8) == pytest.approx(expected, rel=1e-4)
+  cosine = dataclasses.replace(base, learning_rate=1e-2, meta_steps=6, optimizer_kwargs=dict(
+      schedule="cosine", min_learning_rate=1e-4))
+  expected = [1e-4 + (1e-2 - 1e-4) * (1 + math.cos(math.pi * min(t, 6) / 6)) / 2
+              for t in range(8)]
+  assert _adam_rates(cosine, 8) == pytest.approx(expected, rel=1e-4)
+
+
+def test_bad_optimizer_kwargs_fail_at_validation():
+  spec = str(CONFIGS[0].parent / "maml_omniglot.py") + ":5w1s"
+  with pytest.raises(ValueError, match="'optimizer_kwargs.schedule'.*'cosin'"):
+    load_config(spec, ["optimizer_kwargs.schedule=cosin"])
+  with pytest.raises(ValueError, match="both schedule='cosine' and decay_every=5"):
+    load_config(spec, ["optimizer_kwargs.schedule=cosine", "optimizer_kwargs.decay_every=5"])
+  with pytest.raises(ValueError, match="'optimizer_kwargs'.*adam does not accept"):
+    load_config(spec, ["optimizer_kwargs.betas=1"])
+  with pytest.raises(ValueError, match="reptile optimizer anneals"):
+    load_config(str(CONFIGS[0].parent / "reptile_omniglot.py") + ":5w1s",
+                ["optimizer_kwargs.decay_every=5"])

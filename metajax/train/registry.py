@@ -149,6 +149,11 @@ def check(config) -> None:
     raise ValueError(f"config key 'dataset' is {config.dataset!r}, not one of {sorted(DATASETS)}")
   if config.optimizer not in OPTIMIZERS:
     raise ValueError(f"config key 'optimizer' is {config.optimizer!r}, not one of {OPTIMIZERS}")
+  try:
+    build_optimizer(config)
+  except TypeError as error:
+    raise ValueError(f"config key 'optimizer_kwargs' is {config.optimizer_kwargs!r}, which "
+                     f"{config.optimizer} does not accept: {error}") from None
   spec = ALGORITHMS[config.algorithm]
   _check_kwargs(spec.factory, config.algorithm_kwargs, "algorithm_kwargs",
                 ("ways", "key", "input_shape") if spec.needs_context else ("ways",))
@@ -203,12 +208,33 @@ def build_learner(config, key: jax.Array) -> MetaLearner:
 
 
 def build_optimizer(config) -> optax.GradientTransformation:
-  """The outer optimizer (``optimizer_kwargs`` ``decay_every``/``decay_factor``: step decay)."""
+  """The outer optimizer and its learning-rate schedule.
+
+  ``optimizer_kwargs`` may set the schedule of Adam and SGD: ``decay_every`` (with
+  ``decay_factor``, default 0.5) multiplies the rate by the factor every that many steps (as
+  Snell et al. halve it every 2,000 episodes); ``schedule="cosine"`` (with
+  ``min_learning_rate``, default 0) anneals it over ``meta_steps`` along a half cosine (as
+  MAML++ does). The remaining keys go to the optimizer.
+  """
   kwargs = dict(config.optimizer_kwargs)
   rate = config.learning_rate
   decay_every, decay_factor = kwargs.pop("decay_every", None), kwargs.pop("decay_factor", 0.5)
-  if decay_every and config.optimizer != "reptile":
+  schedule = kwargs.pop("schedule", "constant")
+  min_rate = kwargs.pop("min_learning_rate", 0.0)
+  if schedule not in ("constant", "cosine"):
+    raise ValueError(f"config key 'optimizer_kwargs.schedule' must be 'constant' or 'cosine', "
+                     f"got {schedule!r} (use decay_every=N for step decay)")
+  if schedule == "cosine" and decay_every:
+    raise ValueError("config key 'optimizer_kwargs' sets both schedule='cosine' and "
+                     f"decay_every={decay_every}; choose one learning-rate schedule")
+  if config.optimizer == "reptile" and (decay_every or schedule != "constant"):
+    raise ValueError("config key 'optimizer_kwargs' sets a learning-rate schedule, but the "
+                     "reptile optimizer anneals its step size itself (use anneal_steps=N)")
+  if decay_every:
     rate = optax.exponential_decay(rate, decay_every, decay_factor, staircase=True)
+  elif schedule == "cosine":
+    rate = optax.cosine_decay_schedule(rate, config.meta_steps,
+                                       alpha=min_rate / config.learning_rate)
   if config.optimizer == "adam":
     return optax.adam(rate, **kwargs)
   if config.optimizer == "sgd":

@@ -1,0 +1,36 @@
+"""MAML++ on Omniglot: 5w1s, 5w5s, 20w1s, 20w5s.
+
+Antoniou, Edwards & Storkey (ICLR 2019), with the settings of their released Omniglot
+configs (HowToTrainYourMAMLPytorch, ``experiment_config/omniglot_maml++_*``): Conv-4 with 64
+filters and max-pooling, 5 second-order inner steps in training and at test, learned per-layer
+per-step inner rates (LSLR) starting at 0.1, the multi-step loss (MSL) annealed over the first
+10,000 steps (20 epochs of 500), meta-batch 16, one query per class in training, Adam 1e-3
+cosine-annealed to 1e-5 over 125,000 steps (250 epochs of 500). Not implemented here: their
+per-step BatchNorm statistics and weights (BNRS/BNWB); BatchNorm uses the batch statistics of
+each task (transductive), as in our MAML configs. Test: 600 episodes of the Vinyals test split,
+15 queries per class.
+
+Command:   metajax train configs/maml_plus_plus_omniglot.py:5w1s
+Runtime:   2-core AMD EPYC CPU (no GPU): not measured yet.
+Accuracy:  not measured yet. The paper reports 99.47 % (5w1s) and 97.65 % (20w1s) on its own
+           Omniglot split.
+"""
+
+from metajax.train.config import Config, parse_setting
+
+SETTINGS = ("5w1s", "5w5s", "20w1s", "20w5s")
+
+
+def get_config(arg: str | None = "5w1s") -> Config:
+  """``arg``: one of ``5w1s``, ``5w5s``, ``20w1s``, ``20w5s``."""
+  ways, shots = parse_setting(arg or "5w1s", SETTINGS)
+  return Config(
+      name=f"maml_plus_plus_omniglot_{arg}", algorithm="maml_plus_plus",
+      algorithm_kwargs=dict(inner_lr=0.1, steps=5, learn_inner_lr=True, multi_step_loss=True,
+                            msl_anneal_steps=10_000),
+      model="conv4", model_kwargs=dict(filters=64, pooling="max"),
+      dataset="omniglot", ways=ways, shots=shots, queries=1, test_queries=15,
+      meta_batch=16, optimizer="adam", learning_rate=1e-3,
+      optimizer_kwargs=dict(schedule="cosine", min_learning_rate=1e-5),
+      meta_steps=125_000, eval_every=1_000, eval_episodes=200, test_episodes=600,
+      adaptation_steps=5, run_dir=f"runs/maml_plus_plus_omniglot_{arg}")
