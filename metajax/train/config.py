@@ -46,7 +46,10 @@ class Config:
     meta_batch: tasks per meta-update.
     optimizer: outer optimizer: ``adam``, ``sgd`` or ``reptile`` (SGD toward adapted weights).
     learning_rate: outer step size (Reptile's meta step size epsilon).
-    optimizer_kwargs: extra keyword arguments (``anneal_steps`` for Reptile, ``b1`` for Adam, ...).
+    optimizer_kwargs: the learning-rate schedule (``decay_every``/``decay_factor``, or
+      ``schedule="cosine"``/``min_learning_rate``; see
+      :func:`metajax.train.registry.build_optimizer`) and extra optimizer arguments
+      (``anneal_steps`` for Reptile, ``b1`` for Adam, ...).
     meta_steps: outer iterations.
     time_budget_minutes: stop meta-training after this much wall-clock time (``None``: no limit).
     eval_every: validate (and checkpoint) every this many meta-steps.
