@@ -17,7 +17,16 @@ Runtime:   2-core AMD EPYC CPU (no GPU): ~3 episodes/s (20-way 1-shot 5-query), 
            1,057 training episodes in 6 min.
 Accuracy:  5-way one-shot after those 6 minutes: best validation 88.6 %; test 88.49 +- 0.68 %
            (600 episodes of the Vinyals test split, 15 queries per class). The paper reports
-           92.0 % on its own 20-way one-shot task; 20w1s is not measured yet.
+           92.0 % on its own 20-way one-shot task.
+           20w1s with a 10-minute budget (2026-11-23, pinned to one core with ``taskset -c 1``
+           while a MAML run used the other):
+
+             metajax train configs/siamese_omniglot.py:20w1s time_budget_minutes=10 \
+               eval_every=250 eval_episodes=100 run_dir=runs/siamese_omniglot_20w1s_10min
+
+           781 training episodes in 10.8 min (~1.5 episodes/s on one core); validation 33.9 /
+           51.4 / 59.6 / 60.7 % at episodes 250 / 500 / 750 / 781; test 60.93 +- 0.49 % (600
+           20-way one-shot episodes): far from converged.
 """
 
 from metajax.train.config import Config, parse_setting
