@@ -33,7 +33,10 @@ Accuracy:  the paper reports 98.7 / 99.9 / 95.8 / 98.9 % (5w1s / 5w5s / 20w1s / 
            whose 2-D matmul convolution changes rounding, so from step 20,301 on it is no
            longer bit-identical to one uninterrupted run of the old code): 32,271 meta-steps in
            256 min in all (1.2-2.1 steps/s on one core); best validation 97.8 +- 0.5 % (step
-           29,500); test 97.29 +- 0.28 % (600 episodes). Rerunning the command with a larger
+           29,500); test 97.29 +- 0.28 % (600 episodes). Resumed once more the same way
+           (``time_budget_minutes=133``, 2026-11-23, commit 1886016): 48,261 meta-steps in 389
+           min in all (1.8-2.2 steps/s on one core); best validation 97.9 +- 0.5 % (step
+           45,500); test 97.31 +- 0.27 % (600 episodes). Rerunning the command with a larger
            budget continues toward the 60,000 steps.
            5w5s with a 12-minute budget (2026-11-23, pinned to one core with
            ``taskset -c 1`` while a MAML run used the other):
