@@ -1,11 +1,15 @@
 """Every config in configs/ loads and validates; overrides are typed and checked."""
 
+import dataclasses
 import importlib.util
+import math
 from pathlib import Path
 
+import jax.numpy as jnp
 import pytest
 
 from metajax.train.config import Config, SinusoidConfig, apply_overrides, load_config
+from metajax.train.registry import build_optimizer
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.py"))
 
@@ -59,9 +63,6 @@ def test_overrides_are_coerced_and_checked():
 
 def _adam_rates(config, steps):
   """Adam's step sizes: with a constant gradient its update is -rate * sign(gradient)."""
-  import jax.numpy as jnp
-
-  from metajax.train.registry import build_optimizer
   optimizer = build_optimizer(config)
   params = jnp.zeros([3])
   state = optimizer.init(params)
@@ -74,9 +75,6 @@ def _adam_rates(config, steps):
 
 
 def test_learning_rate_schedules_follow_their_formulas():
-  import dataclasses
-  import math
-
   base = load_config(str(CONFIGS[0].parent / "maml_omniglot.py") + ":5w1s")
   step_decay = dataclasses.replace(base, learning_rate=1e-2, optimizer_kwargs=dict(
       decay_every=3, decay_factor=0.5))
