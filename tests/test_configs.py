@@ -95,6 +95,16 @@ def test_bad_optimizer_kwargs_fail_at_validation():
     load_config(spec, ["optimizer_kwargs.schedule=cosine", "optimizer_kwargs.decay_every=5"])
   with pytest.raises(ValueError, match="'optimizer_kwargs'.*adam does not accept"):
     load_config(spec, ["optimizer_kwargs.betas=1"])
+  with pytest.raises(ValueError, match="'optimizer_kwargs.decay_factor'=0.1 has no effect"):
+    load_config(spec, ["optimizer_kwargs.decay_factor=0.1"])
+  with pytest.raises(ValueError, match="'optimizer_kwargs.decay_every' must be a positive"):
+    load_config(spec, ["optimizer_kwargs.decay_every=0"])
+  with pytest.raises(ValueError, match="'optimizer_kwargs.decay_factor' must be in"):
+    load_config(spec, ["optimizer_kwargs.decay_every=5", "optimizer_kwargs.decay_factor=2"])
+  with pytest.raises(ValueError, match="'optimizer_kwargs.min_learning_rate'=1e-05 has no"):
+    load_config(spec, ["optimizer_kwargs.min_learning_rate=1e-5"])
+  with pytest.raises(ValueError, match="'optimizer_kwargs.min_learning_rate' must be between"):
+    load_config(spec, ["optimizer_kwargs.schedule=cosine", "optimizer_kwargs.min_learning_rate=1"])
   with pytest.raises(ValueError, match="reptile optimizer anneals"):
     load_config(str(CONFIGS[0].parent / "reptile_omniglot.py") + ":5w1s",
                 ["optimizer_kwargs.decay_every=5"])

@@ -227,6 +227,23 @@ def build_optimizer(config) -> optax.GradientTransformation:
   if schedule == "cosine" and decay_every:
     raise ValueError("config key 'optimizer_kwargs' sets both schedule='cosine' and "
                      f"decay_every={decay_every}; choose one learning-rate schedule")
+  if "decay_factor" in config.optimizer_kwargs and not decay_every:
+    raise ValueError(f"config key 'optimizer_kwargs.decay_factor'={decay_factor} has no effect "
+                     "without decay_every; set optimizer_kwargs.decay_every=N (steps between "
+                     "decays) or drop decay_factor")
+  if decay_every is not None and (not isinstance(decay_every, int) or decay_every <= 0):
+    raise ValueError("config key 'optimizer_kwargs.decay_every' must be a positive number of "
+                     f"steps, got {decay_every!r}")
+  if not 0 < decay_factor <= 1:
+    raise ValueError("config key 'optimizer_kwargs.decay_factor' must be in (0, 1], got "
+                     f"{decay_factor!r}")
+  if "min_learning_rate" in config.optimizer_kwargs and schedule != "cosine":
+    raise ValueError(f"config key 'optimizer_kwargs.min_learning_rate'={min_rate} has no effect "
+                     "without schedule='cosine'; set optimizer_kwargs.schedule=cosine or drop "
+                     "min_learning_rate")
+  if not 0 <= min_rate <= config.learning_rate:
+    raise ValueError("config key 'optimizer_kwargs.min_learning_rate' must be between 0 and "
+                     f"learning_rate={config.learning_rate}, got {min_rate!r}")
   if config.optimizer == "reptile" and (decay_every or schedule != "constant"):
     raise ValueError("config key 'optimizer_kwargs' sets a learning-rate schedule, but the "
                      "reptile optimizer anneals its step size itself (use anneal_steps=N)")
