@@ -23,7 +23,16 @@ Accuracy:  5w1s after those 6 minutes: best validation 94.6 %; test 94.01 +- 0.4
 
            459 meta-steps; best validation 95.0 %; test 93.43 +- 0.70 % (600 episodes).
            (The paper gives no Omniglot 5w5s number.)
-           20w1s and 20w5s are not measured yet.
+           20w1s with a 10-minute budget (2026-11-24, ``taskset -c 1`` while a MAML run used
+           the other core), the model then tested at 20w5s:
+
+             metajax train configs/anil_omniglot.py:20w1s time_budget_minutes=10 \
+               eval_every=40 eval_episodes=50 adaptation_episodes=50 \
+               run_dir=runs/anil_omniglot_20w1s_10min
+             metajax evaluate runs/anil_omniglot_20w1s_10min --shots 5
+
+           510 meta-steps (~0.8/s); best validation 81.7 %; test 81.35 +- 0.41 % (20w1s) and
+           92.40 +- 0.20 % (20w5s, same model), 600 episodes each.
 """
 
 import dataclasses

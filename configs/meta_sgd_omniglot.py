@@ -23,7 +23,17 @@ Accuracy:  5w1s after those 6 minutes: best validation 90.8 %; test 89.39 +- 0.6
 
            261 meta-steps; best validation 93.6 %; test 91.58 +- 0.44 % (600 episodes).
            The paper reports 99.93 +- 0.09 % for 5w5s.
-           20w1s and 20w5s are not measured yet.
+           20w1s with a 10-minute budget (2026-11-24, ``taskset -c 1`` while a MAML run used
+           the other core), the model then tested at 20w5s:
+
+             metajax train configs/meta_sgd_omniglot.py:20w1s time_budget_minutes=10 \
+               eval_every=40 eval_episodes=50 adaptation_episodes=50 \
+               run_dir=runs/meta_sgd_omniglot_20w1s_10min
+             metajax evaluate runs/meta_sgd_omniglot_20w1s_10min --shots 5
+
+           557 meta-steps (~0.9/s); best validation 72.8 %; test 71.89 +- 0.44 % (20w1s) and
+           85.58 +- 0.30 % (20w5s, same model), 600 episodes each. The paper reports
+           95.93 +- 0.38 / 98.97 +- 0.19 % for 20w1s / 20w5s.
 """
 
 from metajax.train.config import Config, parse_setting
