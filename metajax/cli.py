@@ -75,12 +75,13 @@ def _evaluate(args: argparse.Namespace) -> int:
   try:
     result = evaluate_run(args.run_dir, episodes=args.episodes, checkpoint=checkpoint,
                           steps=args.steps, split=args.split, ways=args.ways,
-                          shots=args.shots)
+                          shots=args.shots, queries=args.queries)
   except (CheckpointError, ValueError, FileNotFoundError) as error:
     _err(f"metajax evaluate: {error}")
     return 1
   print(f"{args.run_dir} step {result['step']} on '{result['split']}', {result['ways']}-way "
-        f"{result['shots']}-shot: accuracy "
+        f"{result['shots']}-shot, {result['queries']} "
+        f"{'query' if result['queries'] == 1 else 'queries'} per class: accuracy "
         f"{100 * result['accuracy']:.2f} ± {100 * result['accuracy_ci95']:.2f}% "
         f"({result['episodes']} episodes, 95% CI)")
   if args.json:
@@ -213,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
   evaluate.add_argument("--split", help="dataset split (the run's test split)")
   evaluate.add_argument("--ways", type=int, help="test ways (the run's; metric learners only)")
   evaluate.add_argument("--shots", type=int, help="test shots (the run's)")
+  evaluate.add_argument("--queries", type=int, help="test queries per class (the run's)")
   evaluate.add_argument("--json", help="also write the result to this JSON file")
   evaluate.set_defaults(run=_evaluate)
 

@@ -197,6 +197,9 @@ def test_evaluate_run_at_other_ways_and_shots(straight, tmp_path):
   same = evaluate_run(run_dir, episodes=4)
   assert (same["ways"], same["shots"]) == (3, 1) and 0.0 <= same["accuracy"] <= 1.0
   assert evaluate_run(run_dir, episodes=4, shots=3)["shots"] == 3
+  assert evaluate_run(run_dir, episodes=4, queries=1)["queries"] == 1
+  with pytest.raises(ValueError, match="queries"):  # 1 shot + 20 queries > 20 images
+    evaluate_run(run_dir, episodes=4, queries=20)
   with pytest.raises(ValueError, match="test_ways"):  # MAML's head is 3-way
     evaluate_run(run_dir, episodes=4, ways=5)
   with pytest.raises(ValueError, match="shots"):  # Omniglot has 20 images per class

@@ -383,7 +383,7 @@ def _append(run_dir: Path, records: list[dict]) -> None:
 
 def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | int = "best",
                  steps: int | None = None, split: str | None = None, ways: int | None = None,
-                 shots: int | None = None) -> dict:
+                 shots: int | None = None, queries: int | None = None) -> dict:
   """Evaluates a saved run's checkpoint on its test split.
 
   Args:
@@ -395,10 +395,12 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
     ways: test ways (``None``: the run's); metric learners take any, gradient-based learners
       only their head's.
     shots: test shots (``None``: the run's).
+    queries: test queries per class (``None``: the run's); e.g. 1 for the protocol of MAML's
+      reference code, which scores K queries per class.
 
   Returns:
     ``{"accuracy", "accuracy_ci95", "loss", "loss_ci95", "episodes", "step", "split", "ways",
-    "shots"}``.
+    "shots", "queries"}``.
   """
   run_dir = Path(run_dir)
   config_path = run_dir / "config.json"
@@ -408,7 +410,8 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
   config = validate(config.replace(
       test_episodes=episodes, eval_batch=min(config.eval_batch, episodes),
       test_ways=config.test_ways if ways is None else ways,
-      test_shots=config.test_shots if shots is None else shots))
+      test_shots=config.test_shots if shots is None else shots,
+      test_queries=config.test_queries if queries is None else queries))
   setup = _setup(config)
   checkpointer = Checkpointer(run_dir / "checkpoints", keep=config.keep_checkpoints)
   available = checkpointer.steps()
@@ -429,7 +432,7 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
   result = evaluate_episodes(setup.learner, params, sampler, _keys(config)[_TEST], episodes,
                              steps=config.test_inner_steps if steps is None else steps)
   return {**result, "step": chosen, "split": split, "ways": config.eval_ways,
-          "shots": config.eval_shots}
+          "shots": config.eval_shots, "queries": config.eval_queries}
 
 
 def _progress_bar(total: int, start: int, enabled: bool):
