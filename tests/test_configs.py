@@ -87,24 +87,22 @@ def test_learning_rate_schedules_follow_their_formulas():
   assert _adam_rates(cosine, 8) == pytest.approx(expected, rel=1e-4)
 
 
-def test_bad_optimizer_kwargs_fail_at_validation():
-  spec = str(CONFIGS[0].parent / "maml_omniglot.py") + ":5w1s"
-  with pytest.raises(ValueError, match="'optimizer_kwargs.schedule'.*'cosin'"):
-    load_config(spec, ["optimizer_kwargs.schedule=cosin"])
-  with pytest.raises(ValueError, match="both schedule='cosine' and decay_every=5"):
-    load_config(spec, ["optimizer_kwargs.schedule=cosine", "optimizer_kwargs.decay_every=5"])
-  with pytest.raises(ValueError, match="'optimizer_kwargs'.*adam does not accept"):
-    load_config(spec, ["optimizer_kwargs.betas=1"])
-  with pytest.raises(ValueError, match="'optimizer_kwargs.decay_factor'=0.1 has no effect"):
-    load_config(spec, ["optimizer_kwargs.decay_factor=0.1"])
-  with pytest.raises(ValueError, match="'optimizer_kwargs.decay_every' must be a positive"):
-    load_config(spec, ["optimizer_kwargs.decay_every=0"])
-  with pytest.raises(ValueError, match="'optimizer_kwargs.decay_factor' must be in"):
-    load_config(spec, ["optimizer_kwargs.decay_every=5", "optimizer_kwargs.decay_factor=2"])
-  with pytest.raises(ValueError, match="'optimizer_kwargs.min_learning_rate'=1e-05 has no"):
-    load_config(spec, ["optimizer_kwargs.min_learning_rate=1e-5"])
-  with pytest.raises(ValueError, match="'optimizer_kwargs.min_learning_rate' must be between"):
-    load_config(spec, ["optimizer_kwargs.schedule=cosine", "optimizer_kwargs.min_learning_rate=1"])
-  with pytest.raises(ValueError, match="reptile optimizer anneals"):
-    load_config(str(CONFIGS[0].parent / "reptile_omniglot.py") + ":5w1s",
-                ["optimizer_kwargs.decay_every=5"])
+BAD_OPTIMIZER_KWARGS = [
+    ("maml", ["schedule=cosin"], "'optimizer_kwargs.schedule'.*'cosin'"),
+    ("maml", ["schedule=cosine", "decay_every=5"], "both schedule='cosine' and decay_every=5"),
+    ("maml", ["betas=1"], "'optimizer_kwargs'.*adam does not accept"),
+    ("maml", ["decay_factor=0.1"], "'optimizer_kwargs.decay_factor'=0.1 has no effect"),
+    ("maml", ["decay_every=0"], "'optimizer_kwargs.decay_every' must be a positive"),
+    ("maml", ["decay_every=5", "decay_factor=2"], "'optimizer_kwargs.decay_factor' must be in"),
+    ("maml", ["min_learning_rate=1e-5"], "'optimizer_kwargs.min_learning_rate'=1e-05 has no"),
+    ("maml", ["schedule=cosine", "min_learning_rate=1"],
+     "'optimizer_kwargs.min_learning_rate' must be between"),
+    ("reptile", ["decay_every=5"], "reptile optimizer anneals"),
+]
+
+
+@pytest.mark.parametrize("algorithm, overrides, message", BAD_OPTIMIZER_KWARGS)
+def test_bad_optimizer_kwargs_fail_at_validation(algorithm, overrides, message):
+  spec = str(CONFIGS[0].parent / f"{algorithm}_omniglot.py") + ":5w1s"
+  with pytest.raises(ValueError, match=message):
+    load_config(spec, [f"optimizer_kwargs.{override}" for override in overrides])
