@@ -69,7 +69,8 @@ Accuracy:  the paper reports 98.7 / 99.9 / 95.8 / 98.9 % (5w1s / 5w5s / 20w1s / 
 
            131 meta-steps (~0.2/s: 5 second-order steps on 16 20-way tasks); best validation
            59.1 %; test 56.97 +- 0.48 % (20w1s) and 74.15 +- 0.37 % (20w5s, same model), 600
-           episodes each; the paper's 95.8 / 98.9 % need its 60,000 steps (~80 hours on one core here).
+           episodes each; the paper's 95.8 / 98.9 % need its 60,000 steps (~80 hours on one
+           core here).
 """
 
 from metajax.train.config import Config, parse_setting
