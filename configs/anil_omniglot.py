@@ -5,7 +5,7 @@ Raghu, Raghu, Bengio & Vinyals (ICLR 2020) train ANIL with MAML's hyperparameter
 32 / 16 (5-way / 20-way), Adam 1e-3, 60k steps.
 
 Command:   metajax train configs/anil_omniglot.py:5w1s
-Runtime:   2-core AMD EPYC CPU (no GPU); measured only with a 6-minute budget so far (2026-11-23):
+Runtime:   2-core AMD EPYC CPU (no GPU); measured with budgets of 6-13 minutes only (below); 5w1s:
 
              metajax train configs/anil_omniglot.py:5w1s time_budget_minutes=6 \
                eval_every=250 eval_episodes=100 run_dir=runs/anil_omniglot_5w1s_6min

@@ -4,7 +4,7 @@ MAML's Omniglot settings (see ``maml_omniglot.py``) without second-order terms, 
 Levine (ICML 2017, Sec. 5.2) evaluate the first-order approximation.
 
 Command:   metajax train configs/fomaml_omniglot.py:5w1s
-Runtime:   2-core AMD EPYC CPU (no GPU); measured only with a 6-minute budget so far (2026-11-23):
+Runtime:   2-core AMD EPYC CPU (no GPU); measured with budgets of 6-13 minutes only (below); 5w1s:
 
              metajax train configs/fomaml_omniglot.py:5w1s time_budget_minutes=6 \
                eval_every=250 eval_episodes=100 run_dir=runs/fomaml_omniglot_5w1s_6min

@@ -5,7 +5,7 @@ we use MAML's network, meta-batches and Adam 1e-3 (see ``maml_omniglot.py``), wi
 rates initialised at MAML's alpha (the paper initialises them randomly in [0.005, 0.1]).
 
 Command:   metajax train configs/meta_sgd_omniglot.py:5w1s
-Runtime:   2-core AMD EPYC CPU (no GPU); measured only with a 6-minute budget so far (2026-11-23):
+Runtime:   2-core AMD EPYC CPU (no GPU); measured with budgets of 6-13 minutes only (below); 5w1s:
 
              metajax train configs/meta_sgd_omniglot.py:5w1s time_budget_minutes=6 \
                eval_every=250 eval_episodes=100 run_dir=runs/meta_sgd_omniglot_5w1s_6min

@@ -7,7 +7,7 @@ iterations at test. Differences: our inner loop takes full-batch steps on the su
 paper uses inner minibatches of 10), and validation/test episodes use ``shots`` of the setting.
 
 Command:   metajax train configs/reptile_omniglot.py:5w1s
-Runtime:   2-core AMD EPYC CPU (no GPU); measured only with a 6-minute budget so far (2026-11-23):
+Runtime:   2-core AMD EPYC CPU (no GPU); measured with budgets of 6-13 minutes only (below); 5w1s:
 
              metajax train configs/reptile_omniglot.py:5w1s time_budget_minutes=6 \
                eval_every=250 eval_episodes=100 run_dir=runs/reptile_omniglot_5w1s_6min
@@ -28,7 +28,7 @@ Accuracy:  5w1s after those 6 minutes: best validation 45.9 %; test 46.16 +- 0.8
            501 outer steps in 13.1 min; best validation 70.5 %; test 70.35 +- 0.69 % (600
            episodes, 50 inner steps).
            20w1s with a 10-minute budget (2026-11-24, ``taskset -c 1`` while a MAML run used
-           the other core; no validation before step 250), the model then tested at 20w5s:
+           the other core; validated only when it stopped), the model then tested at 20w5s:
 
              metajax train configs/reptile_omniglot.py:20w1s time_budget_minutes=10 \
                eval_every=250 eval_episodes=50 adaptation_episodes=50 \

@@ -190,7 +190,7 @@ def test_every_algorithm_trains_by_name(algorithm, tmp_path):
   assert len(losses) == 2 and all(map(math.isfinite, losses))
 
 
-def test_evaluate_run_at_other_ways_and_shots(straight, tmp_path):
+def test_evaluate_run_at_other_ways_shots_and_queries(straight, tmp_path):
   from metajax.train import evaluate_run
 
   run_dir, _ = straight
