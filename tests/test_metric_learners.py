@@ -68,20 +68,21 @@ def features_of(model, params, x):
 
 
 LEARNERS = {
-    "protonet": lambda: protonet(embedding()),
-    "protonet_cosine": lambda: protonet(embedding(), distance="cosine"),
-    "matching_net": lambda: matching_net(embedding()),
-    "matching_net_fce": lambda: matching_net(embedding(), full_context=True, features=EMBED,
-                                             processing_steps=2),
-    "matching_net_learned_scale": lambda: matching_net(embedding(), scale=5.0, learn_scale=True),
-    "relation_net": lambda: relation_net(
+    "protonet": lambda **kw: protonet(embedding(), **kw),
+    "protonet_cosine": lambda **kw: protonet(embedding(), distance="cosine", **kw),
+    "matching_net": lambda **kw: matching_net(embedding(), **kw),
+    "matching_net_fce": lambda **kw: matching_net(embedding(), full_context=True, features=EMBED,
+                                                  processing_steps=2, **kw),
+    "matching_net_learned_scale": lambda **kw: matching_net(embedding(), scale=5.0,
+                                                            learn_scale=True, **kw),
+    "relation_net": lambda **kw: relation_net(
         image_embedding(), relation_module_model((2, 2, 4), jax.random.key(1), filters=4,
-                                                 hidden=4)),
-    "relation_net_split_pairs": lambda: relation_net(
+                                                 hidden=4), **kw),
+    "relation_net_split_pairs": lambda **kw: relation_net(
         image_embedding(), relation_module_model((2, 2, 4), jax.random.key(1), filters=4,
-                                                 hidden=4), split_pairs=True),
-    "siamese": lambda: siamese(embedding(), features=EMBED),
-    "r2d2": lambda: r2d2(embedding()),
+                                                 hidden=4), split_pairs=True, **kw),
+    "siamese": lambda **kw: siamese(embedding(), features=EMBED, **kw),
+    "r2d2": lambda **kw: r2d2(embedding(), **kw),
 }
 
 
@@ -264,6 +265,47 @@ def test_relation_net_split_pairs_gives_the_same_loss_and_meta_gradient():
   grads_b, metrics_b = split.task_grad(params, task, jax.random.key(0), step)
   np.testing.assert_allclose(metrics_a["loss"], metrics_b["loss"], rtol=1e-5)
   chex.assert_trees_all_close(grads_a, grads_b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(LEARNERS))
+def test_class_width_changes_neither_loss_nor_meta_gradient(name):
+  """``ways=3`` on 3-way 2-shot episodes drops the three empty class columns that the default
+  width (the support size, 6) carries: the same loss, accuracy and meta-gradient. (A Relation
+  Network's module normalises over its pairs, empty ones included, so there the equality holds
+  with stored batch-norm statistics; the next test checks what it sees with batch statistics.)"""
+  frozen = dict(batch_norm="frozen") if name.startswith("relation_net") else {}
+  default, exact = LEARNERS[name](**frozen), LEARNERS[name](ways=3, **frozen)
+  params = default.init()
+  task = first(tasks_for(name, key=5, ways=3, shots=2))
+  step = jnp.zeros((), jnp.int32)
+  grads_a, metrics_a = default.task_grad(params, task, jax.random.key(0), step)
+  grads_b, metrics_b = exact.task_grad(params, task, jax.random.key(0), step)
+  chex.assert_trees_all_close(metrics_a, metrics_b, rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_close(grads_a, grads_b, rtol=1e-4, atol=1e-6)
+  chex.assert_trees_all_close(default.evaluate(params, task), exact.evaluate(params, task),
+                              rtol=1e-5, atol=1e-6)
+  head = exact.adapt(params, task.support_x, task.support_y)
+  if name != "siamese":
+    chex.assert_shape(exact.predict(params, head, task.query_x), (task.query_x.shape[0], 3))
+
+
+def test_relation_net_with_the_episode_width_normalises_over_real_pairs_only():
+  embed = image_embedding()
+  module = relation_module_model((2, 2, 4), jax.random.key(1), filters=4, hidden=4)
+  learner = relation_net(embed, module, ways=3, split_pairs=True)
+  params = learner.init()
+  task = first(tasks_for("relation_net", key=6, ways=3, shots=2))
+  scores = learner.predict(params, learner.adapt(params, task.support_x, task.support_y),
+                           task.query_x)
+  features = lambda x: embed.apply(params["embedding"], embed.state, x, train=True)[0]
+  support, query = features(task.support_x), features(task.query_x)
+  classes = jnp.stack([support[np.asarray(task.support_y) == c].sum(0) for c in range(3)])
+  n_query = query.shape[0]
+  pairs = jnp.concatenate([jnp.repeat(query, 3, axis=0), jnp.tile(classes, (n_query, 1, 1, 1))],
+                          -1)
+  expected = jax.nn.sigmoid(module.apply(params["relation"], module.state, pairs,
+                                         train=True)[0]).reshape(n_query, 3)
+  np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-5)
 
 
 # --- input checks -------------------------------------------------------------------------------

@@ -195,16 +195,31 @@ def image_shape(config) -> tuple[int, int, int]:
   return DATASETS[config.dataset].image_shape(config.dataset_kwargs)
 
 
-def build_learner(config, key: jax.Array) -> MetaLearner:
-  """The config's algorithm over its model, initialised from ``key``."""
+def build_learner(config, key: jax.Array, *, ways: int | None = None) -> MetaLearner:
+  """The config's algorithm over its model, initialised from ``key``.
+
+  Args:
+    config: the experiment.
+    key: the initialisation key; the same key gives the same parameters whatever ``ways`` is.
+    ways: the number of classes of the episodes the learner will see (default: ``config.ways``).
+      Metric learners take it as their static class width; without it the width is the support
+      size, so K-shot episodes would carry K times as many (empty) class columns, which costs a
+      Relation Network K times the relation-module work. Gradient-based learners ignore it.
+
+  Returns:
+    The :class:`metajax.MetaLearner`.
+  """
   spec = ALGORITHMS[config.algorithm]
   outputs = config.ways if spec.gradient_based else None
   model = MODELS[config.model](outputs, key, input_shape=image_shape(config),
                                **config.model_kwargs)
+  kwargs = dict(config.algorithm_kwargs)
+  if not spec.gradient_based:
+    kwargs["ways"] = ways or config.ways
   if spec.needs_context:
     return spec.factory(model, key=jax.random.fold_in(key, 1), input_shape=image_shape(config),
-                        **config.algorithm_kwargs)
-  return spec.factory(model, **config.algorithm_kwargs)
+                        **kwargs)
+  return spec.factory(model, **kwargs)
 
 
 def build_optimizer(config) -> optax.GradientTransformation:

@@ -77,7 +77,8 @@ class TrainResult(NamedTuple):
 
 
 class _Setup(NamedTuple):
-  learner: MetaLearner
+  learner: MetaLearner  # meta-training episodes (config.ways classes)
+  eval_learner: MetaLearner  # validation and test episodes (config.eval_ways classes)
   optimizer: object
   template: MetaTrainState
 
@@ -89,8 +90,10 @@ def _keys(config: Config) -> dict[int, jax.Array]:
 
 def _setup(config: Config) -> _Setup:
   learner = registry.build_learner(config, _keys(config)[_MODEL])
+  eval_learner = (learner if config.eval_ways == config.ways else
+                  registry.build_learner(config, _keys(config)[_MODEL], ways=config.eval_ways))
   optimizer = registry.build_optimizer(config)
-  return _Setup(learner, optimizer, init_meta_state(learner, optimizer))
+  return _Setup(learner, eval_learner, optimizer, init_meta_state(learner, optimizer))
 
 
 def _eval_sampler(config: Config, split: str) -> EpisodeSampler:
@@ -270,7 +273,7 @@ def train(
           bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last.get('accuracy', 0):.3f}",
                           val="-" if best[1] is None else f"{best[1]:.3f}", refresh=False)
       if validate_now:
-        val = evaluate_episodes(setup.learner, state.params, val_sampler, keys[_VAL],
+        val = evaluate_episodes(setup.eval_learner, state.params, val_sampler, keys[_VAL],
                                 config.eval_episodes, steps=config.test_inner_steps)
         log.write({"split": "val", "step": step, **val})
         log.flush()
@@ -353,7 +356,7 @@ def final_test(config: Config, setup: _Setup, checkpointer: Checkpointer,
   test_sampler = _eval_sampler(config, config.test_split)
   say(f"testing the checkpoint of step {chosen} on {config.test_episodes} episodes of "
       f"'{config.test_split}'")
-  test = evaluate_episodes(setup.learner, params, test_sampler, _keys(config)[_TEST],
+  test = evaluate_episodes(setup.eval_learner, params, test_sampler, _keys(config)[_TEST],
                            config.test_episodes, steps=config.test_inner_steps)
   inner = config.test_inner_steps
   if inner is None and registry.ALGORITHMS[config.algorithm].gradient_based:
@@ -365,7 +368,7 @@ def final_test(config: Config, setup: _Setup, checkpointer: Checkpointer,
   if config.adaptation_steps and registry.ALGORITHMS[config.algorithm].gradient_based:
     points = []
     for n in range(config.adaptation_steps + 1):
-      result = evaluate_episodes(setup.learner, params, test_sampler, _keys(config)[_TEST],
+      result = evaluate_episodes(setup.eval_learner, params, test_sampler, _keys(config)[_TEST],
                                  config.adaptation_episodes, steps=n)
       points.append({"split": "adaptation", "step": chosen, "inner_steps": n, **result})
     _append(run_dir, points)
@@ -429,7 +432,7 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
   checkpointer.close()
   split = split or config.test_split
   sampler = _eval_sampler(config, split)
-  result = evaluate_episodes(setup.learner, params, sampler, _keys(config)[_TEST], episodes,
+  result = evaluate_episodes(setup.eval_learner, params, sampler, _keys(config)[_TEST], episodes,
                              steps=config.test_inner_steps if steps is None else steps)
   return {**result, "step": chosen, "split": split, "ways": config.eval_ways,
           "shots": config.eval_shots, "queries": config.eval_queries}
