@@ -138,7 +138,10 @@ def relation_net(
     embedding: the embedding network.
     relation_module: a model of ``[m, *pair_shape] -> [m]`` (or ``[m, 1]``) logits, e.g.
       :func:`relation_module_model`.
-    ways: static class width, see :func:`metajax.protonet`.
+    ways: static class width, see :func:`metajax.protonet`. Set it to the episodes' number of
+      classes when shots > 1: the default width (the support size) adds empty classes, whose
+      pairs cost relation-module work and, with ``"transductive"`` batch norm, enter the
+      module's batch statistics (the trainer sets it from the config).
     batch_norm: ``"transductive"`` or ``"frozen"`` for both networks (the relation module's
       batch is the set of pairs), see :func:`metajax.protonet`.
     split_pairs: call the relation module on ``(query_features, class_features)`` instead of
