@@ -190,6 +190,19 @@ def test_every_algorithm_trains_by_name(algorithm, tmp_path):
   assert len(losses) == 2 and all(map(math.isfinite, losses))
 
 
+def test_metric_learners_get_the_episode_class_count_as_width():
+  """Meta-training scores config.ways classes, validation and test config.eval_ways, not the
+  support size (which at 2 shots would add an empty column per class)."""
+  config = TINY.replace(algorithm="protonet", algorithm_kwargs={}, shots=2, test_ways=5,
+                        model_kwargs=dict(filters=4, pooling="max"))
+  setup = _setup(config)
+  params = setup.template.params
+  images, labels = jax.numpy.zeros((6, 28, 28, 1)), jax.numpy.repeat(jax.numpy.arange(3), 2)
+  for learner, ways in ((setup.learner, 3), (setup.eval_learner, 5)):
+    head = learner.adapt(params, images, labels)
+    assert learner.predict(params, head, images[:2]).shape == (2, ways)
+
+
 def test_evaluate_run_at_other_ways_shots_and_queries(straight, tmp_path):
   from metajax.train import evaluate_run
 
