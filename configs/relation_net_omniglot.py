@@ -36,7 +36,13 @@ Accuracy:  the paper reports 99.6 / 99.8 / 97.6 / 99.1 % after 1M episodes. This
            of 20 (5w5s) or 80 (20w5s) empty class columns, so the 5w5s checkpoint tests at
            97.52 +- 0.27 % under the current code, which normalises over the real pairs as the
            paper does (rerun the 5-shot configs to match); the 1-shot runs are unchanged by
-           that commit (no empty columns at 1 shot).
+           that commit (no empty columns at 1 shot). With that commit, on the 2-core CPU:
+
+             metajax train configs/relation_net_omniglot.py:5w5s time_budget_minutes=30 \
+               run_dir=runs/relation_net_omniglot_5w5s_30min
+
+           9,061 episodes in 30.1 min (validation 98.9 / 99.3 / 99.4 % at episodes 2,000 /
+           4,000 / 6,000, then flat); test 99.29 +- 0.13 % (600 episodes).
            Earlier, on the CPU, 5w1s with a 15-minute budget (2026-11-23, commit d654a89,
            relation module on XLA convolutions):
 
