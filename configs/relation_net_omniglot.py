@@ -14,8 +14,9 @@ Runtime:   one H100 (jax 0.11.2 with CUDA, shared by three to six runs at once):
            200,000 episodes take 14-20 minutes; the paper's 1M would take about 1.2 hours.
            2-core AMD EPYC CPU: ~1.3 episodes/s for 5w1s (measured after the relation module
            moved to the matmul convolution; 0.95 before), so 200,000 episodes (~2 days) are
-           out of reach there; 5w5s runs at 5.3 meta-steps/s since commit 1a293c7 (2.7 before,
-           when a 5-shot episode carried 25 class columns, 20 of them empty). Since commit
+           out of reach there; 5w5s runs at 5.5 meta-steps/s since commit 1a293c7 (2.7 before,
+           when a 5-shot episode carried 25 class columns, 20 of them empty;
+           ``python benchmarks/bench_class_width.py``). Since commit
            0d1d34a the module's first convolution runs once per query and once per class
            (``split_pairs``):
            ``metajax evaluate runs/relation_net_omniglot_5w1s_15min --episodes 50 --ways 20``

@@ -285,8 +285,7 @@ def test_class_width_changes_neither_loss_nor_meta_gradient(name):
   chex.assert_trees_all_close(default.evaluate(params, task), exact.evaluate(params, task),
                               rtol=1e-5, atol=1e-6)
   head = exact.adapt(params, task.support_x, task.support_y)
-  if name != "siamese":
-    chex.assert_shape(exact.predict(params, head, task.query_x), (task.query_x.shape[0], 3))
+  chex.assert_shape(exact.predict(params, head, task.query_x), (task.query_x.shape[0], 3))
 
 
 def test_relation_net_with_the_episode_width_normalises_over_real_pairs_only():
