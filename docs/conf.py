@@ -50,7 +50,8 @@ autodoc_default_options = {"members": False}
 # Broken cross-references fail the build (with -W). Types from other libraries (jax, optax,
 # numpy, typing) have no inventory offline, so only metajax's own references are checked.
 nitpicky = True
-nitpick_ignore_regex = [(r"py:.*", r"(?!metajax\b).*"), (r"py:.*", r"metajax\..*\.(Array|PyTree|PRNGKey|Metrics)")]
+nitpick_ignore_regex = [(r"py:.*", r"(?!metajax\b).*"),
+                        (r"py:.*", r"metajax\..*\.(Array|PyTree|PRNGKey|Metrics)")]
 
 
 def _write_api_pages() -> None:
