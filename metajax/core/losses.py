@@ -18,15 +18,39 @@ class Loss(NamedTuple):
     fn: ``fn(outputs, targets) -> scalar`` mean loss over a batch.
     metrics: ``metrics(outputs, targets) -> dict`` extra metrics (e.g. accuracy).
     classification: whether targets are integer class labels.
+    masked_fn: ``masked_fn(outputs, targets, mask) -> scalar`` mean over the examples where
+      the boolean ``mask`` is True (padded episodes), or ``None``: learners then refuse masked
+      tasks.
+    masked_metrics: ``masked_metrics(outputs, targets, mask) -> dict``, likewise.
   """
 
   fn: Callable[[Array, Array], Array]
   metrics: Callable[[Array, Array], dict[str, Array]]
   classification: bool
+  masked_fn: Callable[[Array, Array, Array], Array] | None = None
+  masked_metrics: Callable[[Array, Array, Array], dict[str, Array]] | None = None
+
+  @property
+  def supports_masks(self) -> bool:
+    return self.masked_fn is not None and self.masked_metrics is not None
+
+  def value(self, outputs: Array, targets: Array, mask: Array | None = None) -> Array:
+    """The loss, over the real examples only when ``mask`` is given."""
+    return self.fn(outputs, targets) if mask is None else self.masked_fn(outputs, targets, mask)
+
+  def metric_values(self, outputs: Array, targets: Array,
+                    mask: Array | None = None) -> dict[str, Array]:
+    """The metrics, over the real examples only when ``mask`` is given."""
+    if mask is None:
+      return self.metrics(outputs, targets)
+    return self.masked_metrics(outputs, targets, mask)
 
 
-def softmax_cross_entropy(logits: Array, labels: Array) -> Array:
-  """Mean cross-entropy of ``logits [n, ways]`` against integer ``labels [n]``."""
+def softmax_cross_entropy(logits: Array, labels: Array, mask: Array | None = None) -> Array:
+  """Mean cross-entropy of ``logits [n, ways]`` against integer ``labels [n]``.
+
+  With a boolean ``mask [n]``, the mean over the examples where it is True (padded episodes).
+  """
   if logits.ndim != 2 or labels.ndim != 1 or logits.shape[0] != labels.shape[0]:
     raise ValueError(
         "cross-entropy needs model outputs of shape [n, ways] and integer labels of shape [n], "
@@ -38,11 +62,21 @@ def softmax_cross_entropy(logits: Array, labels: Array) -> Array:
         f"cross-entropy needs integer class labels, got dtype {labels.dtype}; cast them with "
         "labels.astype(jnp.int32), or use loss='mse' for real-valued targets."
     )
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  return _masked_mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels), mask)
 
 
-def mean_squared_error(predictions: Array, targets: Array) -> Array:
-  """Mean squared error; shapes must match exactly (no silent broadcasting)."""
+def _masked_mean(values: Array, mask: Array | None) -> Array:
+  if mask is None:
+    return values.mean()
+  weights = mask.astype(values.dtype)
+  return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def mean_squared_error(predictions: Array, targets: Array, mask: Array | None = None) -> Array:
+  """Mean squared error; shapes must match exactly (no silent broadcasting).
+
+  With a boolean ``mask [n]``, the mean over the examples where it is True.
+  """
   if predictions.shape != targets.shape:
     raise ValueError(
         f"mean squared error needs model outputs shaped like the targets, got outputs "
@@ -50,16 +84,20 @@ def mean_squared_error(predictions: Array, targets: Array) -> Array:
         f"{targets.shape[-1] if targets.ndim > 1 else 1} output(s) per example or reshape the "
         "targets."
     )
-  return jnp.mean((predictions - targets) ** 2)
+  if mask is None:
+    return jnp.mean((predictions - targets) ** 2)
+  per_example = jnp.mean(((predictions - targets) ** 2).reshape(predictions.shape[0], -1), -1)
+  return _masked_mean(per_example, mask)
 
 
-def accuracy(logits: Array, labels: Array) -> Array:
-  """Fraction of ``argmax(logits)`` equal to ``labels``."""
-  return jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+def accuracy(logits: Array, labels: Array, mask: Array | None = None) -> Array:
+  """Fraction of ``argmax(logits)`` equal to ``labels`` (over the True entries of ``mask``)."""
+  return _masked_mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32), mask)
 
 
-CROSS_ENTROPY = Loss(softmax_cross_entropy, lambda o, y: {"accuracy": accuracy(o, y)}, True)
-MSE = Loss(mean_squared_error, lambda o, y: {}, False)
+CROSS_ENTROPY = Loss(softmax_cross_entropy, lambda o, y: {"accuracy": accuracy(o, y)}, True,
+                     softmax_cross_entropy, lambda o, y, m: {"accuracy": accuracy(o, y, m)})
+MSE = Loss(mean_squared_error, lambda o, y: {}, False, mean_squared_error, lambda o, y, m: {})
 _NAMED = {"cross_entropy": CROSS_ENTROPY, "mse": MSE}
 
 

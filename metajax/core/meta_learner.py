@@ -34,6 +34,10 @@ class MetaLearner(NamedTuple):
     check_task: ``check_task(task_batch)`` raises on bad concrete input (labels
       out of range, mismatched shapes) before anything is compiled.
     name: the algorithm's name.
+    supports_masks: whether padded episodes (``Task.support_mask`` / ``query_mask``, see
+      :mod:`metajax.core.masks`) give exactly the unpadded episode's loss, metrics and
+      meta-gradient. ``False`` (the default for a new learner) makes ``check_task`` and the
+      meta-step refuse masked tasks with an error rather than train on padding.
   """
 
   init: Callable[[], PyTree]
@@ -44,6 +48,7 @@ class MetaLearner(NamedTuple):
   evaluate: Callable[..., Metrics]
   check_task: Callable[[Task], None]
   name: str
+  supports_masks: bool = False
 
 
 def grad_of_task_loss(task_loss: Callable[..., tuple[Array, Metrics]]) -> Callable[..., Any]:
