@@ -100,5 +100,5 @@ def maml_plus_plus(
       first_order=first_order, remat=remat, batch_norm=batch_norm, adapt_filter=None,
       init_extra=init_extra, inner_optimizer=make_optimizer,
       step_weights=(lambda step, n: multi_step_loss_weights(step, n, anneal))
-      if multi_step_loss else None,
+      if multi_step_loss else None, masks=True,
   )

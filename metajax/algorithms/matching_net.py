@@ -151,11 +151,16 @@ def matching_net(
       f = context.apply(meta_params["context"], context.state,
                         (support.support_raw, query_features))[0][1]
     s = meta_params["scale"] if learn_scale else scale
-    log_attention = jax.nn.log_softmax(s * cosine_similarity(f, support.features), axis=-1)
+    # Padded support rows (zero one-hot rows, see _metric) get no attention.
+    real = support.one_hot.sum(axis=-1) > 0
+    similarity = jnp.where(real, s * cosine_similarity(f, support.features), _metric.ABSENT_LOGIT)
+    log_attention = jax.nn.log_softmax(similarity, axis=-1)
     return class_log_probabilities(log_attention, support.one_hot)
 
   return _metric.build(embedding, name="matching_net", ways=ways, batch_norm=batch_norm,
-                       flatten=True, init_extra=init_extra, fit=fit, score=score)
+                       flatten=True, init_extra=init_extra, fit=fit, score=score,
+                       masks=context is None,
+                       mask_reason="full-context embeddings read every support row, padding too")
 
 
 def class_log_probabilities(log_attention: Array, one_hot: Array) -> Array:

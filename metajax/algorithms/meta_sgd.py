@@ -54,4 +54,5 @@ def meta_sgd(
       init_extra=lambda adapted: {
           "inner_lr": jax.tree.map(lambda p: jnp.full_like(p, inner_lr), adapted)},
       inner_optimizer=lambda meta_params, n_steps: learned_sgd(meta_params["inner_lr"]),
+      masks=True,
   )

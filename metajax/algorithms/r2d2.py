@@ -94,4 +94,4 @@ def r2d2(
     return _metric.mask_absent(logits, head.counts)
 
   return _metric.build(embedding, name="r2d2", ways=ways, batch_norm=batch_norm, flatten=True,
-                       init_extra=init_extra, fit=fit, score=score)
+                       init_extra=init_extra, fit=fit, score=score, masks=True)

@@ -12,6 +12,7 @@ from flax import nnx
 from metajax.algorithms import _metric
 from metajax.algorithms._gradient_based import check_batch_norm, check_model
 from metajax.core.learner import Model, from_nnx
+from metajax.core.masks import padding_is_invisible
 from metajax.core.meta_learner import MetaLearner
 from metajax.core.types import Array
 from metajax.models import _conv
@@ -195,9 +196,12 @@ def relation_net(
     del meta_params
     present = (episode.adapted.counts > 0).astype(jnp.float32)
     targets = _metric.one_hot(episode.query_y, episode.ways)
-    squared = (episode.logits - targets) ** 2 * present
-    return squared.sum() / (present.sum() * episode.logits.shape[0])
+    squared = (episode.logits - targets) ** 2 * present * episode.query_mask[:, None]
+    return squared.sum() / (present.sum() * episode.query_mask.sum())
 
   return _metric.build(embedding, name="relation_net", ways=ways, batch_norm=batch_norm,
                        flatten=False, init_extra=init_extra, fit=fit, score=score,
-                       objective=objective)
+                       objective=objective, masks=padding_is_invisible(relation_module, train),
+                       mask_reason="its relation module has BatchNorm state in transductive mode "
+                       "and padded queries would enter its batch statistics; use "
+                       "batch_norm='frozen'")

@@ -51,18 +51,20 @@ def reptile(
   base = _gradient_based.build(
       model, name="reptile", loss=loss, steps=steps, eval_steps=eval_steps, first_order=True,
       remat=False, batch_norm=batch_norm, adapt_filter=None, init_extra=lambda adapted: {},
-      inner_optimizer=lambda meta_params, n_steps: inner_optimizer,
+      inner_optimizer=lambda meta_params, n_steps: inner_optimizer, masks=True,
   )
   train_steps = _gradient_based.check_steps(steps)
   resolved = _gradient_based.resolve_loss(loss)
 
   def task_grad(meta_params, task, key, step):
     del step
-    adapted = base.adapt(meta_params, task.support_x, task.support_y, key, steps=train_steps)
+    adapted = base.adapt(meta_params, task.support_x, task.support_y, key, steps=train_steps,
+                         mask=task.support_mask)
     adapted = jax.lax.stop_gradient(adapted)
     grads = {"model": jax.tree.map(lambda p, a: p - a, meta_params["model"], adapted)}
-    logits = base.predict(meta_params, adapted, task.query_x)
-    metrics = {"loss": resolved.fn(logits, task.query_y), **resolved.metrics(logits, task.query_y)}
+    logits = base.predict(meta_params, adapted, task.query_x, task.query_mask)
+    metrics = {"loss": resolved.value(logits, task.query_y, task.query_mask),
+               **resolved.metric_values(logits, task.query_y, task.query_mask)}
     return grads, metrics
 
   def task_loss(meta_params, task, key, step):

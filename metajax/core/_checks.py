@@ -47,17 +47,26 @@ def check_float_params(params: PyTree, name: str = "params") -> None:
       )
 
 
-def check_task_shapes(task: Task, *, batched: bool) -> None:
-  """Raises if support and query disagree on feature shapes or example counts."""
+def check_task_shapes(task: Task, *, batched: bool, masks: bool = False,
+                      name: str = "this learner") -> None:
+  """Raises if support and query disagree on feature shapes or example counts.
+
+  A masked (padded) task raises unless ``masks`` says the caller handles masks, so a learner
+  that was written before masks existed refuses padding instead of training on it.
+  """
+  from metajax.core.masks import check_masks
+
+  check_masks(task, supported=masks, name=name)
   lead = 1 if batched else 0
   what = "task batch" if batched else "task"
-  for field in Task._fields:
+  for field in Task._fields[:4]:
     if not hasattr(getattr(task, field), "shape"):
       kind = type(getattr(task, field)).__name__
       raise TypeError(f"{what}.{field} must be an array, got {kind}.")
-  sx, sy, qx, qy = (jnp.shape(a) for a in task)
+  sx, sy, qx, qy = (jnp.shape(a) for a in task[:4])
   if batched:
-    sizes = {f: jnp.shape(a)[0] if jnp.ndim(a) else None for f, a in zip(Task._fields, task)}
+    sizes = {f: jnp.shape(a)[0] if jnp.ndim(a) else None
+             for f, a in zip(Task._fields, task) if a is not None}
     if len(set(sizes.values())) != 1:
       raise ValueError(
           f"every field of a task batch needs the same leading task axis, got {sizes}; "

@@ -14,6 +14,7 @@ are used and never updated, e.g. for a pretrained backbone).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -69,7 +70,9 @@ def from_nnx(module: Any) -> Model:
   Parameters (``nnx.Param``) become ``params``; everything else (BatchNorm
   statistics, RNG counts) becomes ``state``. Both are plain nested dicts.
   ``train=True`` runs BatchNorm on batch statistics and Dropout stochastically
-  (``nnx.view(use_running_average=False, deterministic=False)``).
+  (``nnx.view(use_running_average=False, deterministic=False)``). When the module's
+  ``__call__`` takes a ``mask`` keyword, ``apply`` takes ``mask=`` too and passes it on (a
+  ``[n]`` bool mask of real examples, for BatchNorm statistics of padded episodes).
 
   Args:
     module: an ``nnx.Module`` instance.
@@ -91,13 +94,21 @@ def from_nnx(module: Any) -> Model:
   check_float_params(params)
   modes = _nnx_mode_flags(module)
 
-  def apply(params, state, x, *, train: bool = True):
+  def run(params, state, x, train, call_kwargs):
     merged = nnx.merge(graphdef, _as_state(param_template, params), _as_state(rest_template, state))
     if modes:
       merged = nnx.view(merged, raise_if_not_found=False, **{flag: not train for flag in modes})
-    outputs = merged(x)
+    outputs = merged(x, **call_kwargs)
     _, _, new_state = nnx.split(merged, nnx.Param, ...)
     return outputs, nnx.to_pure_dict(new_state)
+
+  if "mask" in inspect.signature(type(module).__call__).parameters:
+    # The module computes masked BatchNorm statistics: padded episodes (metajax.core.masks).
+    def apply(params, state, x, *, train: bool = True, mask: Array | None = None):
+      return run(params, state, x, train, {} if mask is None else {"mask": mask})
+  else:
+    def apply(params, state, x, *, train: bool = True):
+      return run(params, state, x, train, {})
 
   return Model(apply, params, rest)
 

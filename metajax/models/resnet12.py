@@ -9,6 +9,7 @@ from flax import nnx
 
 from metajax.core.learner import Model, from_nnx
 from metajax.models._pool import max_pool_2x2
+from metajax.models.conv4 import _norm_mask
 
 
 class ResidualBlock(nnx.Module):
@@ -31,10 +32,12 @@ class ResidualBlock(nnx.Module):
     self.shortcut_norm = nnx.BatchNorm(channels, momentum=0.9, rngs=rngs)
     self.slope = slope
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    residual = self.shortcut_norm(self.shortcut(x))
+  def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
+    residual = self.shortcut(x)
+    residual = self.shortcut_norm(residual, mask=_norm_mask(mask, residual))
     for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
-      x = norm(conv(x))
+      x = conv(x)
+      x = norm(x, mask=_norm_mask(mask, x))
       if i < 2:
         x = jax.nn.leaky_relu(x, self.slope)
     x = jax.nn.leaky_relu(x + residual, self.slope)
@@ -74,6 +77,9 @@ class ResNet12(nnx.Module):
       raise ValueError(f"input_shape must be (H, W, C), got {tuple(input_shape)}.")
     if len(widths) != 4:
       raise ValueError(f"widths must hold 4 block widths, got {tuple(widths)}.")
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in widths):
+      raise ValueError(f"widths must be positive integers (channels per block), got "
+                       f"{tuple(widths)}; e.g. widths=(64, 160, 320, 640).")
     h, w = input_shape[:2]
     for _ in range(4):
       h, w = h // 2, w // 2
@@ -87,9 +93,10 @@ class ResNet12(nnx.Module):
     features = self.feature_shape[0] * self.feature_shape[1] * self.feature_shape[2]
     self.head = None if outputs is None else nnx.Linear(features, outputs, rngs=rngs)
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
+    """Runs the network; ``mask [n]`` (bool) limits BatchNorm statistics to the True rows."""
     for block in self.blocks:
-      x = block(x)
+      x = block(x, mask=mask)
     if self.global_pool:
       x = x.mean(axis=(1, 2), keepdims=True)
     if self.head is None and not self.flatten:
