@@ -1,0 +1,274 @@
+"""RL²: a recurrent policy that learns to learn, trained by PPO over trials of tasks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from metajax.algorithms.ppo import gae_advantages, ppo_loss
+from metajax.core._checks import check_positive, check_steps
+from metajax.core.types import Array, PRNGKey, PyTree
+from metajax.envs.core import Discrete, Environment, check_env, sample_tasks
+
+
+class RL2State(NamedTuple):
+  """Training state: policy parameters, optimizer state and the step counter."""
+
+  params: PyTree
+  opt_state: PyTree
+  step: Array
+
+
+class Trial(NamedTuple):
+  """One recorded trial (time-major, ``[T, ...]``)."""
+
+  inputs: Array
+  actions: Array
+  log_probs: Array
+  values: Array
+  rewards: Array
+
+
+class RL2(NamedTuple):
+  """RL² as pure functions.
+
+  Attributes:
+    init: ``init(key) -> RL2State``.
+    train_step: ``train_step(state, key) -> (state, metrics)``, jitted (state
+      donated): sample ``tasks_per_step`` tasks, roll out one trial on each (vmap
+      over tasks, ``lax.scan`` over time), then PPO epochs over the trials.
+    rollout: ``rollout(params, task, key) -> Trial``, one trial on one task.
+    evaluate: ``evaluate(params, key, tasks=1000) -> total reward per trial``
+      (``[tasks]``) on freshly sampled tasks.
+    check_task: ``check_task(task)`` probes the environment on concrete values.
+    trial_length: steps per trial (``episodes * env.episode_length``).
+    name: ``"rl2"``.
+  """
+
+  init: Callable[[PRNGKey], RL2State]
+  train_step: Callable[[RL2State, PRNGKey], tuple[RL2State, dict[str, Array]]]
+  rollout: Callable[[PyTree, PyTree, PRNGKey], Trial]
+  evaluate: Callable[..., Array]
+  check_task: Callable[[PyTree], None]
+  trial_length: int
+  name: str
+
+
+def gru_init(key: PRNGKey, input_dim: int, hidden: int) -> dict[str, Array]:
+  """Parameters of a GRU cell (Cho et al., 2014), gates ordered (reset, update, new)."""
+  k_x, k_h = jax.random.split(key)
+  scale_x = 1.0 / math.sqrt(input_dim)
+  return {
+      "w_x": jax.random.uniform(k_x, (input_dim, 3 * hidden), minval=-scale_x, maxval=scale_x),
+      "w_h": jax.nn.initializers.orthogonal()(k_h, (hidden, 3 * hidden)),
+      "b": jnp.zeros((3 * hidden,)),
+      "b_hn": jnp.zeros((hidden,)),
+  }
+
+
+def gru_cell(params: dict[str, Array], h: Array, x: Array) -> Array:
+  """One GRU step: ``h' = (1 - z) n + z h``."""
+  hidden = h.shape[-1]
+  gx = x @ params["w_x"] + params["b"]
+  gh = h @ params["w_h"]
+  r = jax.nn.sigmoid(gx[..., :hidden] + gh[..., :hidden])
+  z = jax.nn.sigmoid(gx[..., hidden:2 * hidden] + gh[..., hidden:2 * hidden])
+  n = jnp.tanh(gx[..., 2 * hidden:] + r * (gh[..., 2 * hidden:] + params["b_hn"]))
+  return (1.0 - z) * n + z * h
+
+
+def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: int = 64,
+        learning_rate: float = 3e-4, gamma: float = 0.99, gae_lambda: float = 0.95,
+        clip_eps: float = 0.2, value_coef: float = 0.5, entropy_coef: float = 0.01,
+        epochs: int = 4, minibatches: int = 4, max_grad_norm: float = 0.5) -> RL2:
+  """RL² (Duan et al., 2016): a GRU policy whose hidden state is the fast learner.
+
+  At each step the GRU sees ``(observation, one-hot previous action, previous
+  reward, previous done flag)``; its hidden state starts at zero at the beginning
+  of a trial and persists across the ``episodes`` episodes of that trial (the
+  environment is reset at each episode boundary, the memory is not). The slow
+  learner is PPO with GAE over whole trials: the return is the trial's total
+  reward, bootstrapped nowhere inside the trial, and each PPO epoch re-runs the
+  GRU over the recorded inputs (full backpropagation through time).
+
+  Args:
+    env: a discrete-action :class:`metajax.envs.Environment`.
+    episodes: episodes per trial (``n`` pulls for a bandit).
+    hidden: GRU width (256 in the paper's bandit experiments).
+    tasks_per_step: trials (tasks) per training step.
+    learning_rate: Adam step size.
+    gamma: discount within a trial.
+    gae_lambda: GAE lambda.
+    clip_eps: PPO ratio clip.
+    value_coef: value-loss weight.
+    entropy_coef: entropy-bonus weight.
+    epochs: PPO epochs per training step.
+    minibatches: minibatches per epoch (``tasks_per_step`` must be divisible).
+    max_grad_norm: global gradient-norm clip.
+
+  Returns:
+    An :class:`RL2`.
+
+  Example:
+    >>> import jax, metajax.envs as envs
+    >>> learner = rl2(envs.bernoulli_bandit(arms=2, pulls=5), episodes=5, hidden=8,
+    ...               tasks_per_step=4, minibatches=2)
+    >>> state = learner.init(jax.random.key(0))
+    >>> state, metrics = learner.train_step(state, jax.random.key(1))
+    >>> sorted(metrics)[:2]
+    ['approx_kl', 'clip_fraction']
+
+  References:
+    Duan, Schulman, Chen, Bartlett, Sutskever & Abbeel, "RL²: Fast Reinforcement
+    Learning via Slow Reinforcement Learning", 2016. https://arxiv.org/abs/1611.02779
+    Schulman et al., "Proximal Policy Optimization Algorithms", 2017.
+  """
+  if not isinstance(env.action_space, Discrete):
+    raise ValueError(
+        f"rl2 needs a Discrete action space, got {env.action_space} from {env.name}; "
+        "discretise the actions or use maml_rl for continuous control."
+    )
+  episodes = check_steps(episodes, "episodes", minimum=1)
+  hidden = check_steps(hidden, "hidden", minimum=1)
+  tasks_per_step = check_steps(tasks_per_step, "tasks_per_step", minimum=1)
+  epochs = check_steps(epochs, "epochs", minimum=1)
+  minibatches = check_steps(minibatches, "minibatches", minimum=1)
+  if tasks_per_step % minibatches:
+    raise ValueError(
+        f"tasks_per_step={tasks_per_step} is not divisible by minibatches={minibatches}; "
+        "PPO splits the trials of a step into equal minibatches, so pick a divisor."
+    )
+  check_positive(learning_rate, "learning_rate")
+  n_actions = env.action_space.n
+  obs_dim = int(math.prod(env.observation_space.shape))
+  input_dim = obs_dim + n_actions + 2
+  trial_length = episodes * env.episode_length
+  optimizer = optax.chain(optax.clip_by_global_norm(max_grad_norm),
+                          optax.adam(learning_rate, eps=1e-5))
+
+  def init_params(key):
+    k_gru, k_pi, k_v = jax.random.split(key, 3)
+    return {
+        "gru": gru_init(k_gru, input_dim, hidden),
+        "policy": {"w": 0.01 * jax.nn.initializers.orthogonal()(k_pi, (hidden, n_actions)),
+                   "b": jnp.zeros((n_actions,))},
+        "value": {"w": jax.nn.initializers.orthogonal()(k_v, (hidden, 1)), "b": jnp.zeros((1,))},
+    }
+
+  def heads(params, h):
+    logits = h @ params["policy"]["w"] + params["policy"]["b"]
+    value = (h @ params["value"]["w"] + params["value"]["b"])[..., 0]
+    return logits, value
+
+  def rollout(params, task, key):
+    k_reset, k_steps = jax.random.split(key)
+    obs, env_state = env.reset(k_reset, task)
+
+    def body(carry, step_key):
+      env_state, obs, h, prev_action, prev_reward, prev_done = carry
+      k_act, k_env, k_reset = jax.random.split(step_key, 3)
+      x = jnp.concatenate([jnp.reshape(obs, (obs_dim,)),
+                           jax.nn.one_hot(prev_action, n_actions),
+                           prev_reward[None], prev_done[None]]).astype(jnp.float32)
+      h = gru_cell(params["gru"], h, x)
+      logits, value = heads(params, h)
+      action = jax.random.categorical(k_act, logits)
+      log_prob = jax.nn.log_softmax(logits)[action]
+      obs_next, env_state_next, reward, done, _ = env.step(k_env, env_state, action, task)
+      obs_reset, env_state_reset = env.reset(k_reset, task)
+      env_state_next = jax.tree.map(lambda a, b: jnp.where(done, a, b), env_state_reset,
+                                    env_state_next)
+      obs_next = jnp.where(done, obs_reset, obs_next)
+      reward = jnp.asarray(reward, jnp.float32)
+      carry = (env_state_next, obs_next, h, action, reward, jnp.asarray(done, jnp.float32))
+      return carry, (x, action, log_prob, value, reward)
+
+    carry = (env_state, obs, jnp.zeros((hidden,)), jnp.zeros((), jnp.int32),
+             jnp.zeros(()), jnp.zeros(()))
+    _, record = jax.lax.scan(body, carry, jax.random.split(k_steps, trial_length))
+    return Trial(*record)
+
+  def replay(params, inputs):
+    """Re-runs the GRU over recorded inputs: ``(log_softmax logits, values)``, ``[T, ...]``."""
+    def body(h, x):
+      h = gru_cell(params["gru"], h, x)
+      return h, heads(params, h)
+
+    _, (logits, values) = jax.lax.scan(body, jnp.zeros((hidden,)), inputs)
+    return jax.nn.log_softmax(logits), values
+
+  dones = jnp.zeros((trial_length,)).at[-1].set(1.0)
+
+  def minibatch_loss(params, batch):
+    trials, advantages, returns = batch
+    log_probs_all, values = jax.vmap(replay, in_axes=(None, 0))(params, trials.inputs)
+    log_probs = jnp.take_along_axis(log_probs_all, trials.actions[..., None], axis=-1)[..., 0]
+    entropy = -jnp.sum(jnp.exp(log_probs_all) * log_probs_all, axis=-1)
+    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    out = ppo_loss(log_probs, trials.log_probs, advantages, values, returns, entropy,
+                   clip_eps=clip_eps, value_coef=value_coef, entropy_coef=entropy_coef)
+    return out.total, out
+
+  grad_fn = jax.grad(minibatch_loss, has_aux=True)
+
+  def train_step(state, key):
+    key = jax.random.fold_in(key, state.step)
+    k_tasks, k_roll, k_perm = jax.random.split(key, 3)
+    tasks = sample_tasks(env, k_tasks, tasks_per_step)
+    trials = jax.vmap(rollout, in_axes=(None, 0, 0))(
+        state.params, tasks, jax.random.split(k_roll, tasks_per_step))
+    advantages, returns = jax.vmap(
+        lambda r, v: gae_advantages(r, v, dones, jnp.zeros(()), gamma=gamma,
+                                    gae_lambda=gae_lambda))(trials.rewards, trials.values)
+    data = (trials, advantages, returns)
+    size = tasks_per_step // minibatches
+
+    def epoch(carry, epoch_key):
+      params, opt_state = carry
+      order = jax.random.permutation(epoch_key, tasks_per_step)
+      shuffled = jax.tree.map(lambda a: a[order].reshape(minibatches, size, *a.shape[1:]), data)
+
+      def update(carry, batch):
+        params, opt_state = carry
+        grads, out = grad_fn(params, batch)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), out
+
+      return jax.lax.scan(update, (params, opt_state), shuffled)
+
+    (params, opt_state), outs = jax.lax.scan(
+        epoch, (state.params, state.opt_state), jax.random.split(k_perm, epochs))
+    metrics = {
+        "trial_return": jnp.mean(jnp.sum(trials.rewards, axis=-1)),
+        "loss": jnp.mean(outs.total), "policy_loss": jnp.mean(outs.policy),
+        "value_loss": jnp.mean(outs.value), "entropy": jnp.mean(outs.entropy),
+        "approx_kl": jnp.mean(outs.approx_kl), "clip_fraction": jnp.mean(outs.clip_fraction),
+    }
+    return RL2State(params, opt_state, state.step + 1), metrics
+
+  def init(key):
+    params = init_params(key)
+    return RL2State(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+
+  @jax.jit
+  def _evaluate(params, key, tasks):
+    k_tasks, k_roll = jax.random.split(key)
+    task_batch = sample_tasks(env, k_tasks, tasks.shape[0])
+    trials = jax.vmap(rollout, in_axes=(None, 0, 0))(
+        params, task_batch, jax.random.split(k_roll, tasks.shape[0]))
+    return jnp.sum(trials.rewards, axis=-1)
+
+  def evaluate(params: PyTree, key: PRNGKey, tasks: int = 1000) -> Array:
+    tasks = check_steps(tasks, "tasks", minimum=1)
+    return _evaluate(params, key, jnp.zeros((tasks,)))
+
+  def check_task(task: Any) -> None:
+    check_env(env, task)
+
+  return RL2(init=init, train_step=jax.jit(train_step, donate_argnums=0), rollout=rollout,
+             evaluate=evaluate, check_task=check_task, trial_length=trial_length, name="rl2")

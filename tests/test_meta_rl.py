@@ -1,0 +1,305 @@
+"""Meta-RL: environments, PPO pieces, MAML-RL's meta-gradient by enumeration, RL², baselines."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import metajax.envs as envs
+from metajax.algorithms import maml_rl as mrl
+from metajax.algorithms.ppo import gae_advantages, ppo_loss
+from metajax.algorithms.rl2 import rl2
+from metajax.envs import bandit_baselines as bb
+
+# --- MAML-RL meta-gradient against exact enumeration ------------------------------------------
+
+MEANS = np.array([0.3, 0.8])
+ALPHA = 0.7
+EPISODES = 2  # per batch: (2 actions x 2 rewards)^2 = 16 batches, enumerated exactly
+TABULAR = mrl.Policy(init=lambda key: jnp.array([0.2, -0.1]), apply=lambda p, obs: p,
+                     discrete=True)
+
+
+def _batches():
+  """Every batch of EPISODES one-pull episodes, as stacked Episodes plus (actions, rewards)."""
+  combos = list(itertools.product(itertools.product(range(2), range(2)), repeat=EPISODES))
+  actions = np.array([[a for a, _ in c] for c in combos])
+  rewards = np.array([[r for _, r in c] for c in combos], np.float32)
+  n = len(combos)
+  episodes = mrl.Episodes(obs=jnp.ones((n, EPISODES, 1, 1)),
+                          actions=jnp.asarray(actions)[..., None],
+                          rewards=jnp.asarray(rewards)[..., None],
+                          mask=jnp.ones((n, EPISODES, 1)))
+  return episodes, actions, rewards
+
+
+def _batch_prob(theta, actions, rewards):
+  """Probability of one batch under the softmax policy ``theta`` and the arm means."""
+  pi = jax.nn.softmax(theta)
+  mu = jnp.asarray(MEANS)[actions]
+  return jnp.prod(pi[actions] * jnp.where(rewards > 0, mu, 1.0 - mu))
+
+
+def _adapted(theta, actions, rewards):
+  """Independent REINFORCE step: theta + alpha * mean_m r_m (onehot(a_m) - softmax(theta))."""
+  score = jax.nn.one_hot(actions, 2) - jax.nn.softmax(theta)
+  return theta + ALPHA * jnp.mean(rewards[:, None] * score, axis=0)
+
+
+def _exact_meta_objective(theta):
+  """E_{inner batch ~ pi_theta}[ expected one-pull reward of pi_{theta'} ], by enumeration."""
+  _, actions, rewards = _batches()
+  total = 0.0
+  for a, r in zip(actions, rewards):
+    theta_prime = _adapted(theta, a, r)
+    total = total + _batch_prob(theta, a, r) * jnp.sum(jax.nn.softmax(theta_prime) * MEANS)
+  return total
+
+
+def _expected_estimator(theta, *, score_term=True, first_order=False):
+  """E over inner and outer batches of grad of the library's meta-objective, exactly."""
+  episodes, actions, rewards = _batches()
+  take = lambda i: jax.tree.map(lambda x: x[i], episodes)
+
+  def grad_for(i, j):
+    def objective(t):
+      value, _ = mrl.post_adaptation_objective(
+          TABULAR, t, [take(i)], take(j), inner_lr=ALPHA, gamma=1.0, baseline="none",
+          score_term=score_term, first_order=first_order)
+      return value
+    return jax.grad(objective)(theta)
+
+  n = len(actions)
+  ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+  grads = jax.vmap(grad_for)(ii.ravel(), jj.ravel()).reshape(n, n, -1)
+  p_inner = jax.vmap(lambda a, r: _batch_prob(theta, a, r))(actions, rewards)
+  adapted = jax.vmap(lambda a, r: _adapted(theta, a, r))(actions, rewards)
+  p_outer = jax.vmap(lambda t: jax.vmap(lambda a, r: _batch_prob(t, a, r))(actions, rewards)
+                     )(adapted)
+  return jnp.einsum("i,ij,ijk->k", p_inner, p_outer, grads)
+
+
+def test_maml_rl_adapted_params_match_reinforce_step():
+  episodes, actions, rewards = _batches()
+  theta = TABULAR.init(None)
+  for i in (0, 5, 15):
+    one = jax.tree.map(lambda x, i=i: x[i], episodes)
+    _, adapted = mrl.post_adaptation_objective(TABULAR, theta, [one], one, inner_lr=ALPHA,
+                                               gamma=1.0, baseline="none")
+    np.testing.assert_allclose(adapted, _adapted(theta, actions[i], rewards[i]), atol=1e-6)
+
+
+def test_maml_rl_meta_gradient_is_exact_in_expectation():
+  """The estimator's expectation (all 16 x 16 batch pairs, weighted) equals d/dtheta of the
+  exact expected post-adaptation return; dropping the inner score term (original MAML-RL)
+  or the second-order terms (first order) does not."""
+  theta = TABULAR.init(None)
+  exact = jax.jit(jax.grad(_exact_meta_objective))(theta)
+  estimate = jax.jit(_expected_estimator, static_argnames=("score_term", "first_order"))
+  np.testing.assert_allclose(estimate(theta), exact, atol=1e-5)
+  biased = estimate(theta, score_term=False)
+  first_order = estimate(theta, first_order=True)
+  assert float(jnp.max(jnp.abs(biased - exact))) > 1e-3
+  assert float(jnp.max(jnp.abs(first_order - exact))) > 1e-3
+
+
+def test_dice_objective_value_and_gradient():
+  """Value = mean return; gradient = REINFORCE with returns-to-go (hand computation)."""
+  theta = jnp.array([0.5, -0.2, 0.1])
+  policy = mrl.Policy(init=None, apply=lambda p, obs: p, discrete=True)
+  episodes = mrl.Episodes(obs=jnp.ones((2, 2, 1)), actions=jnp.array([[0, 2], [1, 1]]),
+                          rewards=jnp.array([[1.0, 2.0], [0.0, 3.0]]), mask=jnp.ones((2, 2)))
+  gamma = 0.9
+  value, grad = jax.value_and_grad(
+      lambda t: mrl.dice_objective(policy, t, episodes, gamma=gamma, baseline="none"))(theta)
+  np.testing.assert_allclose(value, ((1 + 0.9 * 2) + (0 + 0.9 * 3)) / 2, rtol=1e-6)
+  score = lambda a: np.eye(3)[a] - np.asarray(jax.nn.softmax(theta))
+  expected = ((1 + 0.9 * 2) * score(0) + 0.9 * 2 * score(2)
+              + 0.9 * 3 * score(1) + 0.9 * 3 * score(1)) / 2
+  np.testing.assert_allclose(grad, expected, rtol=1e-5)
+
+
+def test_maml_rl_meta_step_runs_on_point_navigation():
+  import optax
+
+  import metajax
+  env = envs.point_navigation(horizon=5)
+  learner = mrl.maml_rl(env, mrl.mlp_policy(env, hidden=(8,)), episodes=4, inner_lr=0.1)
+  learner.check_task(envs.sample_tasks(env, jax.random.key(0), 3))
+  state = metajax.init_meta_state(learner, optax.adam(1e-2))
+  step = mrl.make_meta_rl_step(learner, env, optax.adam(1e-2), tasks_per_step=2)
+  state, metrics = step(state, jax.random.key(0))
+  state, metrics = step(state, jax.random.key(0))
+  assert step._cache_size() == 1
+  assert np.isfinite(float(metrics["loss"])) and int(state.step) == 2
+  out = learner.evaluate(state.params, env.sample_task(jax.random.key(3)), jax.random.key(4),
+                         steps=2)
+  assert out["returns"].shape == (3,)
+
+
+# --- PPO pieces against hand computation ------------------------------------------------------
+
+
+def test_gae_matches_hand_computation():
+  rewards = np.array([1.0, 0.5, -1.0, 2.0])
+  values = np.array([0.3, -0.2, 0.8, 0.1])
+  dones = np.array([0.0, 1.0, 0.0, 0.0])
+  last, gamma, lam = 0.7, 0.9, 0.8
+  adv, ret = gae_advantages(jnp.asarray(rewards), jnp.asarray(values), jnp.asarray(dones),
+                            jnp.asarray(last), gamma=gamma, gae_lambda=lam)
+  # Hand: backwards recursion.
+  next_v = np.append(values[1:], last)
+  delta = rewards + gamma * (1 - dones) * next_v - values
+  expected = np.zeros(4)
+  running = 0.0
+  for t in reversed(range(4)):
+    running = delta[t] + gamma * lam * (1 - dones[t]) * running
+    expected[t] = running
+  np.testing.assert_allclose(adv, expected, rtol=1e-5)
+  np.testing.assert_allclose(ret, expected + values, rtol=1e-5)
+  # Spot check one entry written out: A_1 = delta_1 since the episode ends at t=1.
+  np.testing.assert_allclose(adv[1], 0.5 - (-0.2), rtol=1e-6)
+
+
+def test_ppo_clipped_loss_matches_hand_computation():
+  logp = jnp.log(jnp.array([0.5, 0.3, 0.9]))
+  old = jnp.log(jnp.array([0.25, 0.3, 0.6]))  # ratios 2.0, 1.0, 1.5
+  adv = jnp.array([1.0, -2.0, -1.0])
+  values, returns = jnp.array([0.0, 1.0, 2.0]), jnp.array([1.0, 1.0, 0.0])
+  entropy = jnp.array([0.5, 0.7, 0.9])
+  out = ppo_loss(logp, old, adv, values, returns, entropy, clip_eps=0.2, value_coef=0.5,
+                 entropy_coef=0.01)
+  # min(r A, clip(r) A): 2.0*1 vs 1.2*1 -> 1.2; 1*-2 -> -2; 1.5*-1=-1.5 vs 1.2*-1=-1.2 -> -1.5.
+  policy = -(1.2 - 2.0 - 1.5) / 3
+  value = 0.5 * (1 + 0 + 4) / 3
+  np.testing.assert_allclose(out.policy, policy, rtol=1e-6)
+  np.testing.assert_allclose(out.value, value, rtol=1e-6)
+  np.testing.assert_allclose(out.total, policy + 0.5 * value - 0.01 * 0.7, rtol=1e-6)
+  np.testing.assert_allclose(out.clip_fraction, 2 / 3, rtol=1e-6)
+  # Where the clipped term is the minimum (sample 0) there is no gradient; elsewhere it is
+  # -rho A / 3 (sample 2 keeps its unclipped, pessimistic term).
+  grad = jax.grad(lambda lp: ppo_loss(lp, old, adv, values, returns, entropy).policy)(logp)
+  np.testing.assert_allclose(grad, [0.0, 2.0 / 3, 1.5 / 3], atol=1e-6)
+
+
+# --- Environments and their checks ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env", [envs.bernoulli_bandit(arms=5, pulls=10), envs.tabular_mdp(),
+                                 envs.point_navigation()], ids=lambda e: e.name)
+def test_builtin_envs_pass_check_env(env):
+  envs.check_env(env)
+
+
+def test_tabular_mdp_task_distribution():
+  env = envs.tabular_mdp()
+  tasks = envs.sample_tasks(env, jax.random.key(0), 200)
+  np.testing.assert_allclose(tasks.transitions.sum(-1), 1.0, atol=1e-5)
+  # Flat Dirichlet over 10 states: each probability has mean 1/10; mean rewards ~ N(1, 1).
+  assert abs(float(tasks.transitions.mean()) - 0.1) < 1e-3
+  assert abs(float(tasks.mean_rewards.mean()) - 1.0) < 0.05
+  assert abs(float(tasks.mean_rewards.std()) - 1.0) < 0.05
+
+
+def test_point_navigation_reward_and_clip():
+  env = envs.point_navigation()
+  task = envs.PointGoalTask(jnp.array([0.3, -0.4]))
+  obs, state = env.reset(jax.random.key(0), task)
+  obs, state, reward, done, _ = env.step(jax.random.key(1), state, jnp.array([1.0, 0.05]), task)
+  np.testing.assert_allclose(obs, [0.1, 0.05], rtol=1e-6)  # clipped to 0.1
+  np.testing.assert_allclose(reward, -np.hypot(0.2, 0.45), rtol=1e-6)
+  assert not bool(done)
+
+
+def _broken(env, **changes):
+  return env._replace(**changes)
+
+
+def test_bad_envs_raise_naming_the_value():
+  env = envs.bernoulli_bandit(arms=3, pulls=5)
+  with pytest.raises(ValueError, match=r"action 5 is out of range for Discrete\(3\)"):
+    envs.check_action(env.action_space, 5)
+  with pytest.raises(ValueError, match=r"shape \(2,\), but observation_space.shape is \(1,\)"):
+    envs.check_env(_broken(env, reset=lambda key, task: (jnp.zeros(2), jnp.zeros((), jnp.int32))))
+
+  def nan_step(key, state, action, task):
+    obs, state, reward, done, info = env.step(key, state, action, task)
+    return obs, state, reward * jnp.nan, done, info
+
+  with pytest.raises(ValueError, match="non-finite reward nan"):
+    envs.check_env(_broken(env, step=nan_step))
+  with pytest.raises(ValueError, match=r"Box action must have shape \(2,\)"):
+    envs.check_action(envs.point_navigation().action_space, jnp.zeros(3))
+  learner = rl2(env, episodes=5, hidden=4, tasks_per_step=2, minibatches=1)
+  bad = _broken(env, step=nan_step)
+  with pytest.raises(ValueError, match="non-finite reward"):
+    rl2(bad, episodes=5, hidden=4, tasks_per_step=2, minibatches=1).check_task(None)
+  learner.check_task(env.sample_task(jax.random.key(0)))
+  with pytest.raises(ValueError, match="not divisible by minibatches=3"):
+    rl2(env, episodes=5, tasks_per_step=4, minibatches=3)
+  with pytest.raises(ValueError, match="Discrete action space"):
+    rl2(envs.point_navigation(), episodes=1)
+
+
+def test_gymnax_adapter():
+  pytest.importorskip("gymnax")
+  for env_id in ("BernoulliBandit-misc", "MetaMaze-misc"):
+    env = envs.from_gymnax(env_id)
+    envs.check_env(env)
+    task = env.sample_task(jax.random.key(0))
+    # The task is fixed by the task's reset key: any episode of a trial replays it.
+    _, s1 = env.reset(jax.random.key(1), task)
+    _, s2 = env.reset(jax.random.key(2), task)
+    jax.tree.map(np.testing.assert_array_equal, s1, s2)
+  env = envs.from_gymnax("BernoulliBandit-misc", episode_length=10)
+  learner = rl2(env, episodes=2, hidden=8, tasks_per_step=4, minibatches=2, epochs=1)
+  state, metrics = learner.train_step(learner.init(jax.random.key(0)), jax.random.key(1))
+  assert learner.trial_length == 20 and np.isfinite(float(metrics["loss"]))
+
+
+# --- RL² --------------------------------------------------------------------------------------
+
+
+def test_rl2_compiles_once_and_learns_a_two_armed_bandit():
+  env = envs.bernoulli_bandit(arms=2, pulls=10)
+  learner = rl2(env, episodes=10, hidden=16, tasks_per_step=64, minibatches=2, epochs=2,
+                learning_rate=1e-2, gamma=1.0, gae_lambda=0.3)
+  state = learner.init(jax.random.key(0))
+  before = learner.evaluate(state.params, jax.random.key(7), 2000)
+  for _ in range(400):  # compiling dominates: the 400 steps take about a second
+    state, metrics = learner.train_step(state, jax.random.key(1))
+  assert learner.train_step._cache_size() == 1
+  after = learner.evaluate(state.params, jax.random.key(7), 2000)
+  # Random play earns 5.0 per 10 pulls, the Bayes-optimal strategy 6.02 (exact DP); the 95% CI
+  # half-width of a 2000-task mean is about 0.1.
+  assert float(before.mean()) < 5.25, before.mean()
+  assert float(after.mean()) > 5.6, after.mean()
+
+
+# --- Bandit baselines -------------------------------------------------------------------------
+
+
+def test_bayes_optimal_value_small_cases_by_hand():
+  # One pull of two U[0,1] arms: 1/2. Two pulls: pull arm, win (p 1/2) -> stay (2/3),
+  # lose -> switch (1/2): 1/2 + 1/2 * 2/3 + 1/2 * 1/2 = 13/12.
+  assert bb.bayes_optimal(2, 1)[1] == pytest.approx(0.5)
+  assert bb.bayes_optimal(2, 2)[1] == pytest.approx(13 / 12)
+  with pytest.raises(ValueError, match="posterior states"):
+    bb.bayes_optimal(5, 100)
+
+
+def test_bandit_baselines_order_and_simulation_agree_with_dp():
+  rng = np.random.default_rng(0)
+  means = rng.random((4000, 2))
+  choose, value = bb.bayes_optimal(2, 10)
+  optimal = bb.mean_ci(bb.play(means, 10, choose, seed=1))
+  assert abs(optimal[0] - value) < 2 * optimal[1]  # simulation within its 95% CI (x2)
+  random = bb.mean_ci(bb.play(means, 10, bb.random_strategy, seed=1))
+  assert abs(random[0] - 5.0) < 2 * random[1]
+  thompson = bb.mean_ci(bb.play(means, 10, bb.thompson, seed=1))
+  ucb = bb.mean_ci(bb.play(means, 10, bb.ucb1, seed=1))
+  assert random[0] < ucb[0] < value and random[0] < thompson[0] < value
