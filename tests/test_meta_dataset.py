@@ -107,3 +107,154 @@ def test_stateful_model_without_mask_is_refused():
     with pytest.raises(ValueError, match="BatchNorm"):
       learner.check_task(padded)
     assert metajax.protonet(metajax.from_nnx(Net()), ways=3, batch_norm="frozen").supports_masks
+
+
+# ---------------------------------------------------------------------------------------------
+# The Meta-Dataset episode distribution.
+
+from metajax.data import meta_dataset as md  # noqa: E402
+from metajax.data import streaming  # noqa: E402
+from metajax.data.dataset import from_labels  # noqa: E402
+from metajax.data.sampler import episode_sampler  # noqa: E402
+
+COUNTS = np.random.default_rng(0).integers(6, 700, size=64)  # 64 classes, 6..699 images each
+
+
+def _reference_episode(rng: np.random.RandomState, counts: np.ndarray):
+  """The protocol written out from the paper (Triantafillou et al. 2020, Appendix), in numpy."""
+  ways = rng.randint(5, min(50, len(counts)) + 1)
+  classes = rng.choice(len(counts), ways, replace=False)
+  n = counts[classes]
+  q = min(10, int((n // 2).min()))
+  beta = rng.uniform()
+  support = min(int(np.floor(beta * np.minimum(100, n - q) + 1).sum()), 500)
+  weights = n * np.exp(rng.uniform(np.log(0.5), np.log(2.0), size=ways))
+  shots = np.minimum(np.floor(weights / weights.sum() * (support - ways)).astype(int) + 1, n - q)
+  return ways, classes, shots, q
+
+
+def test_episode_distribution_matches_the_protocol():
+  """10,000 episodes: exact per-episode rules, and the distributions of ways, support size,
+  shots and queries against an independent numpy implementation of the paper's formulas."""
+  from scipy import stats
+
+  episodes = 10_000
+  describe = jax.jit(jax.vmap(lambda k: md.describe_episode(k, COUNTS, max_per_class=1)))
+  d = jax.device_get(describe(jax.random.split(jax.random.key(0), episodes)))
+  ways, shots, queries, classes = d.ways, d.shots, d.queries, d.classes
+  real = np.arange(shots.shape[1])[None, :] < ways[:, None]
+  sizes = COUNTS[classes]
+  smallest = np.where(real, sizes, 10**9).min(axis=1)
+  np.testing.assert_array_equal(queries, np.minimum(10, smallest // 2))
+  assert ((shots >= 1) == real).all()
+  assert (np.where(real, shots <= sizes - queries[:, None], True)).all()
+  assert (shots.sum(axis=1) <= 500).all()
+  assert all(len(set(c[:w])) == w for c, w in zip(classes, ways))
+
+  rng = np.random.RandomState(1)
+  reference = [_reference_episode(rng, COUNTS) for _ in range(episodes)]
+  ref_ways = np.array([r[0] for r in reference])
+  ref_support = np.array([r[2].sum() for r in reference])
+  ref_queries = np.array([r[3] for r in reference])
+  ref_max_share = np.array([r[2].max() / r[2].sum() for r in reference])
+  # Ways: uniform on {5..50}.
+  observed = np.bincount(ways, minlength=51)[5:]
+  assert stats.chisquare(observed).pvalue > 1e-3
+  support = shots.sum(axis=1)
+  max_share = shots.max(axis=1) / support
+  for ours, theirs in ((ways, ref_ways), (support, ref_support), (queries, ref_queries),
+                       (max_share, ref_max_share)):
+    assert stats.ks_2samp(ours, theirs).pvalue > 1e-3
+  # The tests have power: balanced shots (max share 1/ways) would fail the KS test above.
+  balanced = 1.0 / ways
+  assert stats.ks_2samp(balanced, ref_max_share).pvalue < 1e-6
+
+
+def _row_coded_dataset(counts, shape=(2, 2, 1), shuffle=True, seed=0):
+  """Images whose first two pixels encode their row number; classes interleaved."""
+  rng = np.random.default_rng(seed)
+  labels = np.concatenate([np.full(n, c) for c, n in enumerate(counts)])
+  if shuffle:
+    labels = rng.permutation(labels)
+  rows = np.arange(len(labels))
+  images = rng.integers(0, 256, (len(labels), *shape)).astype(np.uint8)
+  images[:, 0, 0, 0], images[:, 0, 1, 0] = rows // 256, rows % 256
+  return from_labels(images, labels, [f"c{c}" for c in range(len(counts))]), labels
+
+
+def test_sampled_episodes_follow_their_masks_and_labels():
+  counts = [7, 30, 12, 50, 9, 25, 40]
+  dataset, labels = _row_coded_dataset(counts)
+  task = md.meta_dataset_sampler(dataset, batch_size=8).sample(jax.random.key(1))
+  assert task.support_x.shape[:2] == (8, 500) and task.query_x.shape[:2] == (8, 7 * 10)
+  for b in range(8):
+    def rows(x, mask, b=b):
+      px = np.rint(np.asarray(x[b, :, 0, :, 0]) * 255).astype(int)
+      return (px[:, 0] * 256 + px[:, 1])[np.asarray(mask[b])]
+    s_rows, q_rows = rows(task.support_x, task.support_mask), rows(task.query_x, task.query_mask)
+    s_y = np.asarray(task.support_y[b])[np.asarray(task.support_mask[b])]
+    q_y = np.asarray(task.query_y[b])[np.asarray(task.query_mask[b])]
+    assert not set(s_rows) & set(q_rows) and len(set(s_rows)) == len(s_rows)
+    ways = s_y.max() + 1
+    assert set(q_y) == set(range(ways)) == set(s_y)
+    # One source class per episode label, the same in support and query.
+    mapping = {y: labels[r] for y, r in zip(s_y, s_rows)}
+    assert len(set(mapping.values())) == ways
+    assert all(mapping[y] == labels[r] for y, r in zip(np.r_[s_y, q_y], np.r_[s_rows, q_rows]))
+    assert np.all(np.bincount(q_y) == np.bincount(q_y)[0])  # balanced queries
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming backend.
+
+def _same(a, b):
+  return jax.tree.all(jax.tree.map(lambda x, y: np.array_equal(np.asarray(x), np.asarray(y)),
+                                   a, b))
+
+
+def test_streaming_and_in_memory_give_identical_episodes(tmp_path):
+  dataset, _ = _row_coded_dataset([7, 30, 12, 50, 9, 25, 40], shape=(3, 2, 1))
+  source = streaming.open_source(streaming.write_source(dataset, tmp_path / "src"), verify=True)
+  pairs = [(md.meta_dataset_sampler(dataset, batch_size=2),
+            streaming.StreamingSampler(source, batch_size=2)),
+           (episode_sampler(dataset, ways=5, shots=2, queries=3, batch_size=2),
+            streaming.StreamingSampler(source, batch_size=2,
+                                       episodes=streaming.FixedShape(5, 2, 3)))]
+  for in_memory, streamed in pairs:
+    for seed in range(3):
+      assert _same(in_memory.sample(jax.random.key(seed)), streamed.sample(jax.random.key(seed)))
+
+
+def test_streaming_resume_mid_stream_is_bit_identical(tmp_path):
+  dataset, _ = _row_coded_dataset([7, 30, 12, 50, 9, 25], shape=(2, 2, 1))
+  source = streaming.open_source(streaming.write_source(dataset, tmp_path / "src"))
+  sampler = streaming.StreamingSampler(source, batch_size=2)
+  key = jax.random.key(7)
+  iterator = sampler.iterate(key, num_batches=6)
+  head = [next(iterator) for _ in range(3)]
+  state = iterator.get_state()
+  tail = list(iterator)
+  assert len(head) == 3 and len(tail) == 3
+  resumed = sampler.iterate(key, num_batches=6)
+  resumed.set_state(state)
+  assert all(_same(a, b) for a, b in zip(tail, resumed, strict=True))
+  restarted = sampler.iterate(key, num_batches=3, start=3)
+  assert all(_same(a, b) for a, b in zip(tail, restarted, strict=True))
+  # And the streamed batches are the in-memory sampler's batches fold_in(key, step).
+  in_memory = md.meta_dataset_sampler(dataset, batch_size=2)
+  assert _same(tail[0], in_memory.sample(jax.random.fold_in(key, 3)))
+
+
+def test_write_source_is_atomic_and_verified(tmp_path):
+  dataset, _ = _row_coded_dataset([5, 6, 7, 8, 9])
+  target = streaming.write_source(dataset, tmp_path / "src")
+  with pytest.raises(FileExistsError, match="overwrite"):
+    streaming.write_source(dataset, target)
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]  # no temporary left behind
+  data = bytearray((target / streaming.RECORDS).read_bytes())
+  data[-1] ^= 0xFF
+  (target / streaming.RECORDS).write_bytes(bytes(data))
+  with pytest.raises(ValueError, match="SHA-256"):
+    streaming.open_source(target, verify=True)
+  with pytest.raises(FileNotFoundError, match="convert"):
+    streaming.open_source(tmp_path / "missing")
