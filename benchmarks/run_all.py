@@ -15,6 +15,12 @@ Run:
   python benchmarks/run_all.py --quick                # fewer, shorter timed runs
   python benchmarks/run_all.py --workloads omniglot_maml_5w1s sinusoid_maml_1
   python benchmarks/run_all.py --impls metajax metajax:unrolled torch:loop
+  python benchmarks/run_all.py --device cuda --bf16 --markdown results/gpu.md   # on a GPU
+
+``--device cuda`` runs both frameworks on the GPU (JAX's CUDA backend, PyTorch's ``cuda``);
+``--device cpu`` pins both to the CPU even where a GPU exists. ``--bf16`` computes matmuls and
+convolutions in bfloat16 on both sides (JAX: ``jax.default_matmul_precision("bfloat16")``;
+PyTorch: ``torch.autocast(dtype=torch.bfloat16)``), with float32 weights and optimizer state.
 """
 
 from __future__ import annotations
@@ -67,7 +73,8 @@ def _timed_rates(call, sync, repeats: int, target_s: float) -> tuple[float, int]
   return statistics.median(rates), n_calls
 
 
-def run_metajax(workload, variant: str, repeats: int, target_s: float) -> dict:
+def run_metajax(workload, variant: str, repeats: int, target_s: float, bf16: bool = False
+                ) -> dict:
   import _workloads
   import jax
 
@@ -86,7 +93,9 @@ def run_metajax(workload, variant: str, repeats: int, target_s: float) -> dict:
   mode = select_batching(learner, state.params, tasks) if batching == "auto" else batching
   update = meta_update(learner, optimizer, batching=mode,
                        chunk_size=4 if mode == "chunked" else None)
-  compiled = jax.jit(update, donate_argnums=(0,)).lower(state, tasks, key).compile()
+  precision = jax.default_matmul_precision("bfloat16" if bf16 else None)
+  with precision:   # read at trace time, so it covers the compiled program
+    compiled = jax.jit(update, donate_argnums=(0,)).lower(state, tasks, key).compile()
   compile_s = time.perf_counter() - start
   memory = compiled.memory_analysis()
   holder = [state]
@@ -100,12 +109,14 @@ def run_metajax(workload, variant: str, repeats: int, target_s: float) -> dict:
   rate, n_calls = _timed_rates(call, jax.block_until_ready, repeats, target_s)
   return {"steps_per_s": rate, "calls_per_run": n_calls, "compile_s": compile_s,
           "batching": mode, "conv": conv if workload.model == "conv4" else None,
+          "backend": jax.default_backend(),
           "xla_temp_mib": memory.temp_size_in_bytes / 2**20 if memory else None,
           "xla_argument_mib": memory.argument_size_in_bytes / 2**20 if memory else None,
           "first_loss": float(first["loss"])}
 
 
-def run_torch(workload, variant: str, repeats: int, target_s: float) -> dict:
+def run_torch(workload, variant: str, repeats: int, target_s: float, bf16: bool = False,
+              device: str = "cpu") -> dict:
   import _workloads
   import jax
   import torch
@@ -119,31 +130,35 @@ def run_torch(workload, variant: str, repeats: int, target_s: float) -> dict:
   else:
     module = torch_impl.Conv4(None if w.algorithm == "protonet" else w.ways, w.input_shape,
                               w.filters, w.pooling)
-  params = torch_impl.params_from_metajax(module, jax.device_get(jax_model.params))
-  tasks = torch_impl.to_torch_tasks(_workloads.make_tasks(w), images=w.model == "conv4")
+  module = module.to(device)
+  params = torch_impl.params_from_metajax(module, jax.device_get(jax_model.params), device)
+  tasks = torch_impl.to_torch_tasks(_workloads.make_tasks(w), images=w.model == "conv4",
+                                    device=device)
   step = torch_impl.make_meta_step(
       module, params, tasks, algorithm=w.algorithm, inner_lr=w.inner_lr, steps=w.steps,
       loss="mse" if w.model == "mlp" else "cross_entropy", variant=variant,
-      outer_lr=_workloads.OUTER_LR)
+      outer_lr=_workloads.OUTER_LR, bf16=bf16)
   first_loss = step.first_loss()
+  sync = lambda out: torch_impl.synchronize(device)
   start = time.perf_counter()
-  step()
+  sync(step())
   warm_s = time.perf_counter() - start
-  rate, n_calls = _timed_rates(step, lambda out: None, repeats, target_s)
+  rate, n_calls = _timed_rates(step, sync, repeats, target_s)
   return {"steps_per_s": rate, "calls_per_run": n_calls, "warmup_s": warm_s,
-          "first_loss": first_loss}
+          "first_loss": first_loss, "backend": device}
 
 
-def worker(name: str, impl: str, repeats: int, target_s: float) -> None:
+def worker(name: str, impl: str, repeats: int, target_s: float, bf16: bool = False,
+           device: str = "cpu") -> None:
   import _workloads
 
   workload = _workloads.WORKLOADS[name]
   family, _, variant = impl.partition(":")
   rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   if family == "metajax":
-    result = run_metajax(workload, variant or "auto", repeats, target_s)
+    result = run_metajax(workload, variant or "auto", repeats, target_s, bf16)
   else:
-    result = run_torch(workload, variant or "loop", repeats, target_s)
+    result = run_torch(workload, variant or "loop", repeats, target_s, bf16, device)
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   result.update(peak_rss_mib=rss / 1024, rss_growth_mib=(rss - rss_before) / 1024)
   print("RESULT " + json.dumps(result), flush=True)
@@ -160,28 +175,47 @@ def main() -> None:
   parser.add_argument("--quick", action="store_true", help="3 timed runs of ~1 s each")
   parser.add_argument("--repeats", type=int, default=None)
   parser.add_argument("--json", help="output file (default benchmarks/results/<machine>.json)")
+  parser.add_argument("--markdown", help="also write the table to this markdown file")
+  parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                      help="where both frameworks run (auto: cuda when PyTorch sees a GPU)")
+  parser.add_argument("--bf16", action="store_true",
+                      help="bfloat16 matmuls/convolutions on both sides (float32 weights)")
   parser.add_argument("--worker", nargs=2, metavar=("WORKLOAD", "IMPL"), help=argparse.SUPPRESS)
   parser.add_argument("--target-s", type=float, default=None, help=argparse.SUPPRESS)
   args = parser.parse_args()
   repeats = args.repeats or (3 if args.quick else 7)
   target_s = args.target_s or (1.0 if args.quick else 3.0)
+  device = args.device
+  if device == "auto":
+    device = _auto_device()
   if args.worker:
-    worker(*args.worker, repeats, target_s)
+    worker(*args.worker, repeats, target_s, args.bf16, device)
     return
   unknown = [w for w in args.workloads if w not in _workloads.WORKLOADS]
   if unknown:
     parser.error(f"unknown workloads {unknown}; choose from {list(_workloads.WORKLOADS)}")
   load = os.getloadavg()
-  print(f"# {datetime.date.today()} {cpu_name()}, {os.cpu_count()} cores, "
-        f"load average {load[0]:.1f} at start")
-  print("| workload | impl | meta-steps/s | compile s | XLA temp MiB | peak RSS MiB | "
-        "metajax / best PyTorch |")
-  print("|---|---|---|---|---|---|---|")
+  lines = []
+
+  def emit(line: str) -> None:
+    print(line, flush=True)
+    lines.append(line)
+
+  emit(f"# {datetime.date.today()} {cpu_name()}, {os.cpu_count()} cores, "
+       f"load average {load[0]:.1f} at start; device {device}" + (", bf16" if args.bf16 else ""))
+  emit("| workload | impl | meta-steps/s | compile s | XLA temp MiB | peak RSS MiB | "
+       "metajax / best PyTorch |")
+  emit("|---|---|---|---|---|---|---|")
   rows = {}
   out = Path(args.json) if args.json else HERE / "results" / f"{machine_id()}.json"
   meta = {"date": str(datetime.date.today()), "cpu": cpu_name(), "cores": os.cpu_count(),
           "load_average_at_start": load, "command": " ".join(sys.argv), "repeats": repeats,
-          "target_s_per_run": target_s}
+          "target_s_per_run": target_s, "device": device, "bf16": args.bf16}
+  env = dict(os.environ)
+  if device == "cpu":
+    env["JAX_PLATFORMS"] = "cpu"     # the JAX side on the CPU even where a GPU exists
+    env["CUDA_VISIBLE_DEVICES"] = ""
+  flags = ["--device", device] + (["--bf16"] if args.bf16 else [])
   for name in args.workloads:
     results = {}
     for impl in args.impls:
@@ -189,12 +223,12 @@ def main() -> None:
           and impl.endswith("vmap"):
         continue  # one episode per step: the loop variant is the whole computation.
       cmd = [sys.executable, __file__, "--worker", name, impl, "--repeats", str(repeats),
-             "--target-s", str(target_s)]
-      proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+             "--target-s", str(target_s), *flags]
+      proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
       lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
       if proc.returncode or not lines:
         results[impl] = {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
-        print(f"| {name} | {impl} | failed: {results[impl]['error']} | | | | |", flush=True)
+        emit(f"| {name} | {impl} | failed: {results[impl]['error']} | | | | |")
         continue
       results[impl] = json.loads(lines[-1][len("RESULT "):])
     torch_rates = [r["steps_per_s"] for k, r in results.items()
@@ -212,11 +246,22 @@ def main() -> None:
         label = f"{impl} ({r['batching']}" + (f", {r['conv']} conv)" if r["conv"] else ")")
       compile_s = f"{r['compile_s']:.1f}" if "compile_s" in r else ""
       temp = f"{r['xla_temp_mib']:.1f}" if r.get("xla_temp_mib") is not None else ""
-      print(f"| {_workloads.WORKLOADS[name].title} | {label} | {r['steps_per_s']:.2f} | "
-            f"{compile_s} | {temp} | {r['peak_rss_mib']:.0f} | {ratio} |", flush=True)
+      emit(f"| {_workloads.WORKLOADS[name].title} | {label} | {r['steps_per_s']:.2f} | "
+           f"{compile_s} | {temp} | {r['peak_rss_mib']:.0f} | {ratio} |")
     rows[name] = results
     _write(out, meta, rows)  # after every workload, so an interrupted suite keeps its rows.
-  print(f"\nwrote {out}")
+  if args.markdown:
+    Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.markdown).write_text("\n".join(lines) + "\n")
+  print(f"\nwrote {out}" + (f" and {args.markdown}" if args.markdown else ""))
+
+
+def _auto_device() -> str:
+  try:
+    import torch
+  except ImportError:
+    return "cpu"
+  return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _write(out: Path, meta: dict, rows: dict) -> None:

@@ -9,7 +9,10 @@ Two variants of every meta-step, both with ``torch.func.functional_call`` and ``
 Models mirror metajax's (``metajax.models.mlp_model`` and ``conv4_model``): NCHW layout, the same
 asymmetric 'SAME' padding as XLA, BatchNorm on batch statistics, and weights copied from the
 metajax model (:func:`params_from_metajax`), so the first meta-step's loss matches metajax's.
-Needs the ``bench`` extra (``pip install torch``; the CPU build is enough).
+Needs the ``bench`` extra (``pip install torch``; the CPU build is enough). Every function takes
+a ``device`` (``"cpu"`` or ``"cuda"``); :func:`make_meta_step`'s ``bf16=True`` runs the forward and
+backward passes under ``torch.autocast(dtype=torch.bfloat16)`` (weights and optimizer state stay
+float32), the counterpart of ``run_all.py --bf16`` on the JAX side.
 """
 
 from __future__ import annotations
@@ -67,7 +70,18 @@ class Conv4(nn.Module):
     return x if self.head is None else self.head(x)
 
 
-def params_from_metajax(module: nn.Module, params) -> dict[str, torch.Tensor]:
+def default_device() -> str:
+  """``"cuda"`` when PyTorch sees a GPU, else ``"cpu"``."""
+  return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def synchronize(device: str) -> None:
+  """Waits for queued GPU work (timing must not stop at an asynchronous launch)."""
+  if str(device).startswith("cuda"):
+    torch.cuda.synchronize()
+
+
+def params_from_metajax(module: nn.Module, params, device: str = "cpu") -> dict[str, torch.Tensor]:
   """Copies a metajax Conv4/MLP parameter dict into ``module``'s naming and layouts."""
   out = {}
   for name, tensor in module.named_parameters():
@@ -88,22 +102,23 @@ def params_from_metajax(module: nn.Module, params) -> dict[str, torch.Tensor]:
     elif value.ndim == 2:  # [in, out] -> [out, in]
       value = value.T
     assert value.shape == tuple(tensor.shape), (name, value.shape, tensor.shape)
-    out[name] = torch.tensor(np.ascontiguousarray(value))
+    out[name] = torch.tensor(np.ascontiguousarray(value), device=device)
   return out
 
 
-def to_torch_tasks(tasks, *, images: bool):
+def to_torch_tasks(tasks, *, images: bool, device: str = "cpu"):
   """A metajax Task batch (NHWC) as torch tensors (NCHW for images)."""
-  sx, sy, qx, qy = (np.asarray(a) for a in tasks)
+  sx, sy, qx, qy = (np.asarray(a) for a in (tasks.support_x, tasks.support_y, tasks.query_x,
+                                             tasks.query_y))
   if images:
     sx, qx = sx.transpose(0, 1, 4, 2, 3), qx.transpose(0, 1, 4, 2, 3)
   if images:
     sy, qy = sy.astype(np.int64), qy.astype(np.int64)
-  return tuple(torch.tensor(np.ascontiguousarray(a)) for a in (sx, sy, qx, qy))
+  return tuple(torch.tensor(np.ascontiguousarray(a), device=device) for a in (sx, sy, qx, qy))
 
 
 def make_meta_step(module, params, tasks, *, algorithm, inner_lr, steps, loss, variant,
-                   outer_lr=1e-3):
+                   outer_lr=1e-3, bf16=False):
   """``step() -> loss`` running one meta-step on fixed ``tasks``, updating ``params`` in place.
 
   Args:
@@ -116,11 +131,17 @@ def make_meta_step(module, params, tasks, *, algorithm, inner_lr, steps, loss, v
     loss: ``"mse"`` or ``"cross_entropy"``.
     variant: ``"loop"`` or ``"vmap"``.
     outer_lr: Adam step size.
+    bf16: run forward and backward under bfloat16 autocast (on the tensors' device).
   """
   loss_fn = F.mse_loss if loss == "mse" else F.cross_entropy
   first_order = algorithm in ("fomaml", "reptile")
 
+  device_type = tasks[0].device.type
+
   def forward(p, x):
+    if bf16:
+      with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
+        return functional_call(module, p, (x,)).float()
     return functional_call(module, p, (x,))
 
   def adapt(p, sx, sy):
