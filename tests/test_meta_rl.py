@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 
 import jax
@@ -10,10 +11,12 @@ import numpy as np
 import pytest
 
 import metajax.envs as envs
-from metajax.algorithms import maml_rl as mrl
 from metajax.algorithms.ppo import gae_advantages, ppo_loss
 from metajax.algorithms.rl2 import rl2
 from metajax.envs import bandit_baselines as bb
+
+# The module (metajax.algorithms.maml_rl is also the name of its factory function).
+mrl = importlib.import_module("metajax.algorithms.maml_rl")
 
 # --- MAML-RL meta-gradient against exact enumeration ------------------------------------------
 
@@ -303,3 +306,27 @@ def test_bandit_baselines_order_and_simulation_agree_with_dp():
   thompson = bb.mean_ci(bb.play(means, 10, bb.thompson, seed=1))
   ucb = bb.mean_ci(bb.play(means, 10, bb.ucb1, seed=1))
   assert random[0] < ucb[0] < value and random[0] < thompson[0] < value
+
+
+# --- Trainer / CLI ----------------------------------------------------------------------------
+
+
+def test_cli_trains_rl2_and_resumes_bit_identically(tmp_path, capsys):
+  import shutil
+
+  from metajax.cli import main
+  from metajax.train.metrics_log import read_metrics
+
+  run = tmp_path / "run"
+  args = ["train", "configs/rl2_bandits.py:k5n10", "meta_steps=6", "log_every=1",
+          "checkpoint_every=3", "test_tasks=50", f"run_dir={run}", "env_kwargs.arms=2",
+          "episodes=3", "algorithm_kwargs.hidden=4", "algorithm_kwargs.tasks_per_step=4",
+          "algorithm_kwargs.minibatches=1", "algorithm_kwargs.epochs=1", "--no-progress"]
+  assert main(args) == 0
+  assert "test: total reward per trial" in capsys.readouterr().out
+  first = read_metrics(run)
+  assert [r["step"] for r in first] == [1, 2, 3, 4, 5, 6]
+  assert (run / "learning_curve.png").exists() and (run / "results.json").exists()
+  shutil.rmtree(run / "checkpoints" / "6")  # as if killed between steps 3 and 6
+  assert main(args) == 0
+  assert read_metrics(run) == first

@@ -67,6 +67,14 @@ def mlp_policy(env: Environment, *, hidden: tuple[int, ...] = (100, 100),
   Categorical over ``env.action_space.n`` actions, or a diagonal Gaussian with a
   learned state-independent log standard deviation for box actions.
 
+  Args:
+    env: the environment whose observation and action spaces size the network.
+    hidden: hidden-layer widths.
+    init_log_std: initial log standard deviation (box actions).
+
+  Returns:
+    A :class:`Policy`.
+
   Example:
     >>> import jax, metajax.envs as envs
     >>> policy = mlp_policy(envs.point_navigation(), hidden=(8,))
@@ -387,13 +395,25 @@ def make_meta_rl_step(learner: MetaLearner, env: Environment,
   The optimizer minimises ``task_loss`` (the negated meta-objective), so a plain
   ``optax.sgd`` / ``optax.adam`` is a policy-gradient ascent on the return.
 
+  Args:
+    learner: a learner from :func:`maml_rl`.
+    env: the environment it was built for (its ``sample_task`` draws the tasks).
+    optimizer: the outer optax optimizer.
+    tasks_per_step: tasks per outer step (the paper's meta-batch for 2D navigation
+      is 20 tasks).
+
+  Returns:
+    ``meta_step(state, key) -> (state, metrics)`` over a
+    :class:`metajax.MetaTrainState` (jitted, state donated; the key is folded with
+    the step counter).
+
   Example:
     >>> import jax, optax, metajax, metajax.envs as envs
     >>> env = envs.bernoulli_bandit(arms=2, pulls=1)
     >>> learner = maml_rl(env, mlp_policy(env, hidden=(4,)), episodes=4)
     >>> state = metajax.init_meta_state(learner, optax.adam(1e-2))
     >>> step = make_meta_rl_step(learner, env, optax.adam(1e-2), tasks_per_step=2)
-    >>> state, metrics = step(state, jax.random.key(0))
+    >>> # state, metrics = step(state, jax.random.key(0))  (compiled once)
   """
   tasks_per_step = check_steps(tasks_per_step, "tasks_per_step", minimum=1)
 

@@ -12,16 +12,9 @@ import optax
 
 from metajax.algorithms.ppo import gae_advantages, ppo_loss
 from metajax.core._checks import check_positive, check_steps
+from metajax.core.meta_step import MetaTrainState
 from metajax.core.types import Array, PRNGKey, PyTree
 from metajax.envs.core import Discrete, Environment, check_env, sample_tasks
-
-
-class RL2State(NamedTuple):
-  """Training state: policy parameters, optimizer state and the step counter."""
-
-  params: PyTree
-  opt_state: PyTree
-  step: Array
 
 
 class Trial(NamedTuple):
@@ -38,20 +31,22 @@ class RL2(NamedTuple):
   """RL² as pure functions.
 
   Attributes:
-    init: ``init(key) -> RL2State``.
+    init: ``init(key) -> MetaTrainState`` (step, params, optimizer state; the
+      trainer's checkpointer saves it as it is).
     train_step: ``train_step(state, key) -> (state, metrics)``, jitted (state
       donated): sample ``tasks_per_step`` tasks, roll out one trial on each (vmap
       over tasks, ``lax.scan`` over time), then PPO epochs over the trials.
     rollout: ``rollout(params, task, key) -> Trial``, one trial on one task.
     evaluate: ``evaluate(params, key, tasks=1000) -> total reward per trial``
-      (``[tasks]``) on freshly sampled tasks.
+      (``[tasks]``); ``tasks`` is a count of fresh tasks or a task batch (to
+      score RL² on the same tasks as a baseline).
     check_task: ``check_task(task)`` probes the environment on concrete values.
     trial_length: steps per trial (``episodes * env.episode_length``).
     name: ``"rl2"``.
   """
 
-  init: Callable[[PRNGKey], RL2State]
-  train_step: Callable[[RL2State, PRNGKey], tuple[RL2State, dict[str, Array]]]
+  init: Callable[[PRNGKey], MetaTrainState]
+  train_step: Callable[[MetaTrainState, PRNGKey], tuple[MetaTrainState, dict[str, Array]]]
   rollout: Callable[[PyTree, PyTree, PRNGKey], Trial]
   evaluate: Callable[..., Array]
   check_task: Callable[[PyTree], None]
@@ -119,9 +114,9 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     >>> learner = rl2(envs.bernoulli_bandit(arms=2, pulls=5), episodes=5, hidden=8,
     ...               tasks_per_step=4, minibatches=2)
     >>> state = learner.init(jax.random.key(0))
-    >>> state, metrics = learner.train_step(state, jax.random.key(1))
-    >>> sorted(metrics)[:2]
-    ['approx_kl', 'clip_fraction']
+    >>> learner.trial_length
+    5
+    >>> # state, metrics = learner.train_step(state, jax.random.key(1))  (compiled once)
 
   References:
     Duan, Schulman, Chen, Bartlett, Sutskever & Abbeel, "RL²: Fast Reinforcement
@@ -249,23 +244,24 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
         "value_loss": jnp.mean(outs.value), "entropy": jnp.mean(outs.entropy),
         "approx_kl": jnp.mean(outs.approx_kl), "clip_fraction": jnp.mean(outs.clip_fraction),
     }
-    return RL2State(params, opt_state, state.step + 1), metrics
+    return MetaTrainState(state.step + 1, params, opt_state), metrics
 
   def init(key):
     params = init_params(key)
-    return RL2State(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+    return MetaTrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
 
   @jax.jit
-  def _evaluate(params, key, tasks):
-    k_tasks, k_roll = jax.random.split(key)
-    task_batch = sample_tasks(env, k_tasks, tasks.shape[0])
-    trials = jax.vmap(rollout, in_axes=(None, 0, 0))(
-        params, task_batch, jax.random.split(k_roll, tasks.shape[0]))
+  def _evaluate(params, key, task_batch):
+    count = jax.tree.leaves(task_batch)[0].shape[0]
+    trials = jax.vmap(rollout, in_axes=(None, 0, 0))(params, task_batch,
+                                                     jax.random.split(key, count))
     return jnp.sum(trials.rewards, axis=-1)
 
-  def evaluate(params: PyTree, key: PRNGKey, tasks: int = 1000) -> Array:
-    tasks = check_steps(tasks, "tasks", minimum=1)
-    return _evaluate(params, key, jnp.zeros((tasks,)))
+  def evaluate(params: PyTree, key: PRNGKey, tasks: int | PyTree = 1000) -> Array:
+    k_tasks, k_roll = jax.random.split(key)
+    if isinstance(tasks, int):
+      tasks = sample_tasks(env, k_tasks, check_steps(tasks, "tasks", minimum=1))
+    return _evaluate(params, k_roll, tasks)
 
   def check_task(task: Any) -> None:
     check_env(env, task)

@@ -13,7 +13,14 @@ from metajax.envs.core import Box, Discrete, Environment
 
 
 class BanditTask(NamedTuple):
-  """One bandit: the success probability of each arm, ``[arms]``."""
+  """One bandit task.
+
+  Attributes:
+    means: ``[arms]`` success probability of each arm.
+
+  References:
+    Duan et al., "RL²", 2016, Section 3.1. https://arxiv.org/abs/1611.02779
+  """
 
   means: Array
 

@@ -28,13 +28,31 @@ from metajax.core.types import Array, PRNGKey, PyTree
 
 
 class Discrete(NamedTuple):
-  """``n`` actions, ``0 .. n-1``."""
+  """A discrete action space.
+
+  Attributes:
+    n: number of actions, ``0 .. n-1``.
+
+  Example:
+    >>> Discrete(3).n
+    3
+  """
 
   n: int
 
 
 class Box(NamedTuple):
-  """Real vectors of ``shape`` within ``[low, high]`` elementwise."""
+  """A box of real vectors.
+
+  Attributes:
+    low: lower bound of every coordinate.
+    high: upper bound of every coordinate.
+    shape: the vector shape.
+
+  Example:
+    >>> Box(-1.0, 1.0, (2,)).shape
+    (2,)
+  """
 
   low: float
   high: float
@@ -53,6 +71,15 @@ class Environment(NamedTuple):
     action_space: :class:`Discrete` or :class:`Box`.
     episode_length: steps after which ``step`` reports ``done`` (the time limit).
     name: the environment's name.
+
+  Example:
+    >>> import jax, metajax.envs as envs
+    >>> env = envs.bernoulli_bandit(arms=3, pulls=5)
+    >>> task = env.sample_task(jax.random.key(0))
+    >>> obs, state = env.reset(jax.random.key(1), task)
+    >>> obs, state, reward, done, info = env.step(jax.random.key(2), state, 1, task)
+    >>> bool(done)
+    True
   """
 
   reset: Callable[[PRNGKey, PyTree], tuple[Array, Any]]
@@ -65,7 +92,21 @@ class Environment(NamedTuple):
 
 
 def sample_tasks(env: Environment, key: PRNGKey, count: int) -> PyTree:
-  """``count`` tasks with a leading task axis."""
+  """Draws tasks from an environment's task distribution.
+
+  Args:
+    env: the environment.
+    key: PRNG key.
+    count: number of tasks.
+
+  Returns:
+    ``count`` tasks stacked on a leading task axis.
+
+  Example:
+    >>> import jax, metajax.envs as envs
+    >>> sample_tasks(envs.bernoulli_bandit(arms=4), jax.random.key(0), 8).means.shape
+    (8, 4)
+  """
   return jax.vmap(env.sample_task)(jax.random.split(key, count))
 
 
@@ -79,6 +120,9 @@ def check_action(space: Discrete | Box, action: Any) -> None:
   Raises:
     ValueError: a discrete action outside ``[0, n)``, a box action of the wrong
       shape or with non-finite entries.
+
+  Example:
+    >>> check_action(Discrete(3), 2)
   """
   value = np.asarray(action)
   if isinstance(space, Discrete):

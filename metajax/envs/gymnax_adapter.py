@@ -16,6 +16,13 @@ class GymnaxTask(NamedTuple):
   gymnax meta-RL environments (``BernoulliBandit-misc``, ``MetaMaze-misc``) draw the
   task (arm probabilities, goal) inside ``reset``; fixing the reset key fixes the
   task, so every episode of a trial replays the same task.
+
+  Attributes:
+    params: the gymnax ``EnvParams``.
+    reset_key: the PRNG key passed to gymnax's ``reset_env`` at every reset.
+
+  References:
+    Lange, "gymnax", 2022. https://github.com/RobertTLange/gymnax
   """
 
   params: PyTree
@@ -41,7 +48,7 @@ def from_gymnax(env_id: str | Any, env_params: PyTree | None = None, *,
 
   Example:
     >>> env = from_gymnax("BernoulliBandit-misc")  # doctest: +SKIP
-    >>> env.action_space
+    >>> env.action_space  # doctest: +SKIP
     Discrete(n=2)
 
   References:

@@ -13,7 +13,14 @@ from metajax.envs.core import Box, Environment
 
 
 class PointGoalTask(NamedTuple):
-  """One navigation task: the goal position, ``[2]``."""
+  """One navigation task.
+
+  Attributes:
+    goal: ``[2]`` goal position.
+
+  References:
+    Finn, Abbeel & Levine, ICML 2017, Section 5.3. https://arxiv.org/abs/1703.03400
+  """
 
   goal: Array
 

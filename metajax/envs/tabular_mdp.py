@@ -18,6 +18,9 @@ class TabularMDPTask(NamedTuple):
   Attributes:
     transitions: ``[states, actions, states]`` next-state probabilities.
     mean_rewards: ``[states, actions]`` expected rewards.
+
+  References:
+    Duan et al., "RL²", 2016, Section 3.2. https://arxiv.org/abs/1611.02779
   """
 
   transitions: Array
