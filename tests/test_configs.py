@@ -10,6 +10,7 @@ import pytest
 
 from metajax.train.config import Config, SinusoidConfig, apply_overrides, load_config
 from metajax.train.registry import build_optimizer
+from metajax.train.rl import RLConfig
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.py"))
 
@@ -35,7 +36,7 @@ def test_every_config_loads_and_validates(path):
   for setting in _settings(path):
     spec = str(path) if setting is None else f"{path}:{setting}"
     config = load_config(spec)
-    assert isinstance(config, Config | SinusoidConfig)
+    assert isinstance(config, Config | SinusoidConfig | RLConfig)
     if isinstance(config, Config):
       assert config.test_episodes >= 600
       assert setting is None or f"{config.eval_ways}w{config.eval_shots}s" == setting
