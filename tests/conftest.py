@@ -1,4 +1,10 @@
-"""Data fixtures: the real archives in ../shared/data, converted once per session.
+"""Test configuration: where the real data is, and data fixtures converted once per session.
+
+The library looks for data in ``$METAJAX_DATA_DIR``, else ``~/metajax_data``. This project's
+checkouts keep the archives next to the repository, in ``../shared/data``: when
+``METAJAX_DATA_DIR`` is not set and that folder exists, the tests (and the subprocesses and
+notebook kernels they start) use it. With no data at all, every test that needs it is skipped
+with a reason naming ``metajax data download omniglot``, and the rest run.
 
 Converted arrays go to the default cache (``$METAJAX_CACHE_DIR`` or ``~/.cache/metajax``), so a
 warm cache makes the data tests fast; tests of the conversion itself use ``tmp_path``.
@@ -6,11 +12,27 @@ warm cache makes the data tests fast; tests of the conversion itself use ``tmp_p
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from metajax.data import _paths
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+if not os.environ.get("METAJAX_DATA_DIR") and SHARED_DATA.is_dir():
+  os.environ["METAJAX_DATA_DIR"] = str(SHARED_DATA)
+
+NO_DATA = ("real data not available ({what}); fetch Omniglot with "
+           f"'{_paths.DOWNLOAD_HINT}' (into $METAJAX_DATA_DIR, else ~/metajax_data)")
+
+
+def omniglot_available() -> bool:
+  """Whether the Omniglot archives and the Vinyals split files are in the data folder."""
+  root = _paths.default_data_dir() / "omniglot"
+  return ((root / "images_background.zip").exists() or (root / "images_background").is_dir()) \
+      and (root / "splits" / "vinyals" / "test.txt").is_file()
 
 
 @pytest.fixture(scope="session")
@@ -18,14 +40,14 @@ def data_root() -> Path:
   try:
     return _paths.data_dir()
   except FileNotFoundError as err:
-    pytest.skip(f"real data not available: {err}")
+    pytest.skip(NO_DATA.format(what=err))
 
 
 @pytest.fixture(scope="session")
 def omniglot_root(data_root: Path) -> Path:
   root = data_root / "omniglot"
-  if not (root / "images_background.zip").exists():
-    pytest.skip(f"Omniglot archives not found in {root}")
+  if not omniglot_available():
+    pytest.skip(NO_DATA.format(what=f"no Omniglot archives or Vinyals splits in {root}"))
   return root
 
 

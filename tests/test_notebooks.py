@@ -56,8 +56,10 @@ def test_committed_without_outputs(path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_runs_top_to_bottom(path):
+def test_runs_top_to_bottom(path, request):
   notebook = nbformat.read(path, as_version=4)
+  if any("load_omniglot" in cell.source for cell in notebook.cells):
+    request.getfixturevalue("omniglot_root")  # skips, naming the download, without data
   # The client owns its kernel manager, so it shuts the kernel down and closes every socket.
   client = nbclient.NotebookClient(
       notebook, kernel_name="python3", kernel_manager_class=ThisPythonKernelManager,

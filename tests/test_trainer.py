@@ -13,13 +13,14 @@ from pathlib import Path
 import jax
 import pytest
 
+from metajax.data import _paths
 from metajax.train import Checkpointer, Config, NonFiniteError, train
 from metajax.train.metrics_log import read_metrics
 from metajax.train.trainer import _setup
 
 # Every train() call builds (and compiles) its own meta-step; the persistent compilation cache
 # lets the later calls, and the subprocess of the SIGKILL test, reuse the first compilation.
-_COMPILE_CACHE = Path.home() / ".cache" / "metajax" / "jax_compile_tests"
+_COMPILE_CACHE = _paths.cache_dir() / "jax_compile_tests"  # under $METAJAX_CACHE_DIR
 jax.config.update("jax_compilation_cache_dir", str(_COMPILE_CACHE))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
@@ -37,7 +38,7 @@ def _records(run_dir, splits=("train", "val", "test", "adaptation")):
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory):
+def straight(tmp_path_factory, omniglot_root):
   """An uninterrupted run of TINY."""
   run_dir = tmp_path_factory.mktemp("straight")
   result = train(TINY.replace(run_dir=str(run_dir)))
@@ -131,7 +132,7 @@ def test_damaged_checkpoints_fall_back_to_the_previous_one(straight, tmp_path):
   checkpointer.close()
 
 
-def test_nan_guard_stops_with_the_step_range(tmp_path):
+def test_nan_guard_stops_with_the_step_range(tmp_path, omniglot_root):
   config = TINY.replace(run_dir=str(tmp_path), learning_rate=1e30, meta_steps=4, log_every=2,
                         eval_every=4, algorithm_kwargs=dict(inner_lr=1e30, steps=1))
   with pytest.raises(NonFiniteError, match=r"between meta-steps 1 and 2") as error:
@@ -168,7 +169,7 @@ def test_resume_refuses_changed_config(straight, tmp_path):
 
 @pytest.mark.parametrize("algorithm", ["protonet", "matching_net", "relation_net", "siamese",
                                        "r2d2", "reptile"])
-def test_every_algorithm_trains_by_name(algorithm, tmp_path):
+def test_every_algorithm_trains_by_name(algorithm, tmp_path, omniglot_root):
   """The trainer builds each registered algorithm from its name alone and runs it end to end."""
   from metajax.train.registry import ALGORITHMS
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import io
-import multiprocessing
 import os
 import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -123,9 +122,11 @@ def decode_many(
   Args:
     source: a zip file or the extracted folder (see :class:`ImageSource`).
     names: members to decode, in output order; all must decode to the same shape.
-    workers: decoding processes, default ``min(4, cpu_count)``. Processes are started with
-      ``spawn`` (safe with JAX's threads), so a script calling this at import time needs an
-      ``if __name__ == "__main__":`` guard; ``workers=1`` decodes in this process.
+    workers: decoding threads, default ``min(4, cpu_count)``; ``workers=1`` decodes in the
+      calling thread. Threads, not processes: PIL and zlib release the GIL while they decode,
+      and nothing is spawned, so a plain script, a notebook or ``python - <<EOF`` needs no
+      ``if __name__ == "__main__":`` guard (spawned processes re-ran such a script and died
+      with ``BrokenProcessPool``).
     **options: ``mode``, ``size``, ``invert`` of :func:`decode_image`.
 
   Returns:
@@ -135,9 +136,9 @@ def decode_many(
   # Few large chunks: each chunk reopens the zip (~0.2 s to read a large directory).
   step = max(1, -(-len(names) // (2 * workers)))
   chunks = [names[i : i + step] for i in range(0, len(names), step)]
-  if workers > 1 and len(chunks) > 1 and multiprocessing.parent_process() is None:
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+  if workers > 1 and len(chunks) > 1:
+    # Each chunk opens its own ZipFile: one handle is not safe to read from several threads.
+    with ThreadPoolExecutor(workers, thread_name_prefix="metajax-decode") as pool:
       parts = list(
         pool.map(_decode_chunk, [str(source)] * len(chunks), chunks, [options] * len(chunks))
       )

@@ -1,8 +1,9 @@
 """Where the data and the converted-array cache live.
 
 The data folder holds the original archives (``omniglot/images_background.zip``, ...). It is
-``$METAJAX_DATA_DIR`` when set, else the first existing ``../shared/data`` relative to the current
-working directory or to the repository root (the folder above the ``metajax`` package).
+``$METAJAX_DATA_DIR`` when set, else ``~/metajax_data`` (:data:`DEFAULT_DATA_DIR`), the folder
+that ``metajax data download omniglot`` fills. The converted-array cache is ``$METAJAX_CACHE_DIR``,
+else ``~/.cache/metajax``.
 """
 
 from __future__ import annotations
@@ -12,22 +13,27 @@ from pathlib import Path
 
 _DATA_ENV = "METAJAX_DATA_DIR"
 _CACHE_ENV = "METAJAX_CACHE_DIR"
-_RELATIVE_DEFAULT = Path("..") / "shared" / "data"
+# A visible folder in the home directory, as ~/tensorflow_datasets: users look for it.
+DEFAULT_DATA_DIR = Path("~") / "metajax_data"
+DOWNLOAD_HINT = "metajax data download omniglot"
+
+
+def default_data_dir() -> Path:
+  """Returns the data folder used when none is given (it may not exist yet).
+
+  Returns:
+    ``$METAJAX_DATA_DIR`` when set and not empty, else ``~/metajax_data``.
+  """
+  return Path(os.environ.get(_DATA_ENV) or DEFAULT_DATA_DIR).expanduser()
 
 
 def data_dir_candidates() -> list[Path]:
   """Returns the folders searched for data, in order of preference.
 
   Returns:
-    ``[$METAJAX_DATA_DIR]`` when the variable is set (nothing else is searched then), else
-    ``[cwd/../shared/data, repo_root/../shared/data]``.
+    ``[default_data_dir()]``: one folder, ``$METAJAX_DATA_DIR`` or ``~/metajax_data``.
   """
-  env = os.environ.get(_DATA_ENV)
-  if env:
-    return [Path(env).expanduser()]
-  repo_root = Path(__file__).resolve().parents[2]
-  candidates = [Path.cwd() / _RELATIVE_DEFAULT, repo_root / _RELATIVE_DEFAULT]
-  return list(dict.fromkeys(p.resolve() for p in candidates))
+  return [default_data_dir()]
 
 
 def data_dir(data_dir: str | os.PathLike | None = None) -> Path:
@@ -53,9 +59,9 @@ def data_dir(data_dir: str | os.PathLike | None = None) -> Path:
       return candidate
   searched = ", ".join(str(c) for c in candidates)
   raise FileNotFoundError(
-    f"metajax data folder not found; looked in: {searched}. Set {_DATA_ENV}=/path/to/data, or "
-    "fetch Omniglot with metajax.data.download_omniglot('/path/to/data/omniglot') and set "
-    f"{_DATA_ENV}=/path/to/data."
+    f"metajax data folder not found; looked in: {searched}. Fetch Omniglot into it with "
+    f"'{DOWNLOAD_HINT}' (or metajax.data.download_omniglot('{searched}/omniglot')), or set "
+    f"{_DATA_ENV}=/path/to/data where the archives already are"
   )
 
 

@@ -1,4 +1,4 @@
-"""Metrics as JSON lines in the run folder (and TensorBoard when it is installed).
+"""Metrics as JSON lines in the run folder (and TensorBoard with the ``tensorboard`` extra).
 
 Every line is one record, ``{"split": "train" | "val" | "test" | "adaptation", "step": n, ...}``.
 Records hold only values that a resumed run reproduces bit for bit (no wall-clock times), so a
@@ -49,8 +49,8 @@ class MetricsLog:
     run_dir: the run folder.
     keep_until: on resumption, the restored step: records with a larger ``step`` are dropped
       (``None`` starts a new file).
-    tensorboard: also write scalars with ``tensorboardX`` or ``torch.utils.tensorboard`` when
-      one of them is importable (silently skipped otherwise).
+    tensorboard: also write scalars to ``<run_dir>/tensorboard`` with ``tensorboardX``, the
+      declared extra (``pip install "metajax[tensorboard]"``); skipped when it is not installed.
   """
 
   def __init__(self, run_dir: str | Path, *, keep_until: int | None = None,
@@ -86,10 +86,9 @@ class MetricsLog:
 
 
 def _tensorboard_writer(directory: Path):
-  if importlib.util.find_spec("tensorboardX") is not None:
-    from tensorboardX import SummaryWriter
-  elif importlib.util.find_spec("tensorboard") and importlib.util.find_spec("torch"):
-    from torch.utils.tensorboard import SummaryWriter
-  else:
+  # Only the declared extra: a torch or tensorboard that happens to be installed is not used.
+  if importlib.util.find_spec("tensorboardX") is None:
     return None
+  from tensorboardX import SummaryWriter
+
   return SummaryWriter(str(directory))

@@ -24,13 +24,17 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
   return np.convolve(values, kernel, mode="valid")
 
 
-def learning_curves(records: Sequence[dict], path: str | Path, *, title: str = "") -> Path:
+def learning_curves(records: Sequence[dict], path: str | Path, *, title: str = "",
+                    train_ways: int | None = None, val_ways: int | None = None) -> Path:
   """Train loss and accuracy (smoothed) and validation accuracy against meta-steps.
 
   Args:
     records: metric records (see :mod:`metajax.train.metrics_log`).
     path: the PNG to write.
     title: figure title.
+    train_ways: classes per training episode, named in the legend (e.g. ProtoNet trains 60-way
+      and validates 5-way: its training accuracy is not comparable with the validation's).
+    val_ways: classes per validation episode, likewise.
 
   Returns:
     ``path``.
@@ -45,11 +49,11 @@ def learning_curves(records: Sequence[dict], path: str | Path, *, title: str = "
     for key, ax in (("loss", ax_loss), ("accuracy", ax_acc)):
       values = np.array([float(r.get(key, np.nan)) for r in train])
       smooth = _smooth(values, window)
-      ax.plot(steps[len(steps) - len(smooth):], smooth, label=f"train {key}")
+      ax.plot(steps[len(steps) - len(smooth):], smooth, label=f"train {key}{_ways(train_ways)}")
   if val:
     ax_acc.errorbar([r["step"] for r in val], [r["accuracy"] for r in val],
                     yerr=[r.get("accuracy_ci95", 0.0) for r in val], marker="o", ms=3,
-                    label="validation accuracy")
+                    label=f"validation accuracy{_ways(val_ways)}")
   ax_loss.set(xlabel="meta-step", ylabel="query loss", yscale="log")
   ax_acc.set(xlabel="meta-step", ylabel="query accuracy")
   for ax in (ax_loss, ax_acc):
@@ -61,6 +65,10 @@ def learning_curves(records: Sequence[dict], path: str | Path, *, title: str = "
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return Path(path)
+
+
+def _ways(ways: int | None) -> str:
+  return "" if ways is None else f" ({ways}-way episodes)"
 
 
 def adaptation_curve(steps: Sequence[int], accuracy: Sequence[float], ci95: Sequence[float],
