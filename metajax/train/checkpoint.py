@@ -36,6 +36,8 @@ def state_digest(state: Any) -> str:
   """sha256 over the shapes, dtypes and bytes of every leaf of ``state``."""
   digest = hashlib.sha256()
   for leaf in jax.tree.leaves(state):
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+      leaf = leaf.addressable_data(0)  # replicated over several processes: this one's copy
     array = np.asarray(jax.device_get(leaf))
     digest.update(f"{array.dtype}{array.shape}".encode())
     digest.update(np.ascontiguousarray(array).tobytes())
