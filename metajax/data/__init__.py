@@ -1,5 +1,6 @@
 """Episodic few-shot data: class-indexed datasets, episode sampling, augmentation, loaders."""
 
+from metajax.data._digest import fresh_digests as fresh_digests
 from metajax.data._paths import cache_dir as cache_dir
 from metajax.data._paths import data_dir as data_dir
 from metajax.data._tfds_omniglot import prepare_tfds_omniglot as prepare_tfds_omniglot

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metajax.data import _io, _paths
+from metajax.data import _digest, _io, _paths
 from metajax.data.dataset import ClassDataset, from_labels
 
 # Class split of Bertinetto et al. 2019, as distributed with their code (github.com/bertinetto/r2d2,
@@ -187,10 +187,12 @@ def load_cifar_fs(
   if split not in CIFAR_FS_SPLITS:
     raise ValueError(f"split={split!r} is not a CIFAR-FS split; use one of {[*CIFAR_FS_SPLITS]}")
   source = _find_source(_paths.data_dir(data_dir))
-  source_id = f"{source.name}:{source.stat().st_size if source.is_file() else 'folder'}"
-  cache = _paths.cache_dir(cache_dir) / "cifar-fs" / "cifar100.npz"
+  cache_root = _paths.cache_dir(cache_dir)
+  cache = cache_root / "cifar-fs" / "cifar100.npz"
+  members = None if source.is_file() else ["train", "test", "meta"]
+  source_id = _digest.source_digest(source, cache_root, members)  # content, not name and size
   cached = _io.load_arrays(cache, ("images", "labels", "names", "source"))
-  if cached is None or str(cached["source"]) != source_id:
+  if not _digest.cache_is_current(cached, source_id, cache):
     parts = _read_pickles(source)
     names = [n.decode() for n in parts["meta"][b"fine_label_names"]]
     images = np.concatenate([parts[k][b"data"] for k in ("train", "test")])
