@@ -398,3 +398,67 @@ def multi_source_sampler(samplers: dict[str, object],
     raise ValueError(f"source probabilities must be >= 0 and not all 0, got {probabilities}.")
   return MultiSourceSampler(tuple(samplers.values()), tuple((weights / weights.sum()).tolist()),
                             names)
+
+
+def resize_dataset(dataset: ClassDataset, image_shape: Sequence[int], *,
+                   chunk: int = 2048) -> ClassDataset:
+  """Resizes every image to ``image_shape`` ``(H, W, C)`` (bilinear, antialiased), on the host.
+
+  Meta-Dataset brings all sources to one image size so episodes of any source share one
+  compiled step. Grayscale images become RGB by repeating the channel when ``C == 3``.
+
+  Args:
+    dataset: the source split.
+    image_shape: the target ``(H, W, C)``; ``C`` must equal the source's channels, or be 3 for
+      a 1-channel source.
+    chunk: images resized per call (bounds the float32 working memory).
+
+  Returns:
+    The dataset with resized uint8 images (same classes and layout).
+  """
+  h, w, c = (int(d) for d in image_shape)
+  src_c = dataset.image_shape[-1]
+  if c != src_c and not (src_c == 1 and c == 3):
+    raise ValueError(f"cannot turn {src_c}-channel images into {c} channels; use C={src_c} "
+                     "(or C=3 for a grayscale source).")
+  if tuple(dataset.image_shape) == (h, w, c):
+    return dataset
+  flat = dataset.images.reshape(-1, *dataset.image_shape)
+  resize = jax.jit(lambda x: jnp.clip(jnp.round(jax.image.resize(
+      x.astype(jnp.float32), (x.shape[0], h, w, src_c), "linear", antialias=True)), 0, 255
+  ).astype(jnp.uint8))
+  out = np.empty((len(flat), h, w, c), np.uint8)
+  for i in range(0, len(flat), chunk):
+    part = np.asarray(resize(flat[i:i + chunk]))
+    out[i:i + chunk] = part if c == src_c else np.repeat(part, c, axis=-1)
+  images = out.reshape(*dataset.images.shape[:-3], h, w, c)
+  return dataset._replace(images=images)
+
+
+def merge_sources(datasets: dict[str, ClassDataset], *, name: str = "") -> ClassDataset:
+  """One dataset of several sources' classes, named ``"source:class"`` (same image shape).
+
+  :func:`split_sources` undoes it, so a config can load every source as one split and the
+  sampler can still draw each episode from one source.
+  """
+  per_class, names = [], []
+  for source, dataset in datasets.items():
+    for c in range(dataset.num_classes):
+      per_class.append(dataset.class_images(c))
+      names.append(f"{source}:{dataset.class_names[c]}")
+  from metajax.data.dataset import from_class_lists
+
+  return from_class_lists(per_class, names, name=name)
+
+
+def split_sources(dataset: ClassDataset) -> dict[str, ClassDataset]:
+  """The per-source datasets of a :func:`merge_sources` dataset, in order of appearance."""
+  sources: dict[str, list[int]] = {}
+  for c, class_name in enumerate(dataset.class_names):
+    source, sep, _ = class_name.partition(":")
+    if not sep:
+      raise ValueError(f"class {class_name!r} has no 'source:' prefix; build the dataset with "
+                       "metajax.data.meta_dataset.merge_sources.")
+    sources.setdefault(source, []).append(c)
+  return {s: dataset.select(classes)._replace(name=f"{dataset.name}/{s}")
+          for s, classes in sources.items()}

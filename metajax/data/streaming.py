@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -85,6 +85,18 @@ def write_source(dataset: ClassDataset, directory: str | os.PathLike, *,
     >>> src.counts.tolist(), src.image_shape
     ([2, 2, 2], (2, 2, 1))
   """
+  return write_classes(((dataset.class_names[c], dataset.class_images(c))
+                        for c in range(dataset.num_classes)), directory,
+                       image_shape=dataset.image_shape, name=dataset.name, overwrite=overwrite)
+
+
+def write_classes(classes: Iterable[tuple[str, np.ndarray]], directory: str | os.PathLike, *,
+                  image_shape: Sequence[int], name: str = "", overwrite: bool = False) -> Path:
+  """Like :func:`write_source`, from ``(class_name, [n_c, H, W, C] uint8)`` pairs one at a time.
+
+  Only one class is in memory at once, so a source larger than RAM can be written (e.g. read
+  class by class from image folders).
+  """
   from array_record.python.array_record_module import ArrayRecordWriter
 
   target = Path(directory)
@@ -93,19 +105,28 @@ def write_source(dataset: ClassDataset, directory: str | os.PathLike, *,
         f"{target} already holds a source; pass overwrite=True (--overwrite) to replace it.")
   target.parent.mkdir(parents=True, exist_ok=True)
   tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+  tmp.chmod(0o755)  # mkdtemp makes it private; the source is an ordinary cache folder
+  image_shape = tuple(int(d) for d in image_shape)
   try:
     # group_size:1 makes every record its own chunk: a random read decodes one image only.
     writer = ArrayRecordWriter(str(tmp / RECORDS), "group_size:1")
-    for c in range(dataset.num_classes):
-      for image in dataset.class_images(c):
-        writer.write(np.ascontiguousarray(image, np.uint8).tobytes())
+    names, counts = [], []
+    for class_name, images in classes:
+      images = np.asarray(images)
+      if images.dtype != np.uint8 or tuple(images.shape[1:]) != image_shape:
+        raise ValueError(f"class {class_name!r} has images {images.dtype} {images.shape[1:]}, "
+                         f"expected uint8 {image_shape}; convert or resize them first.")
+      for image in images:
+        writer.write(np.ascontiguousarray(image).tobytes())
+      names.append(str(class_name))
+      counts.append(len(images))
     writer.close()
     manifest = {
         "format": FORMAT,
-        "name": dataset.name,
-        "image_shape": [int(d) for d in dataset.image_shape],
-        "class_names": list(dataset.class_names),
-        "counts": [int(n) for n in dataset.examples_per_class],
+        "name": name,
+        "image_shape": list(image_shape),
+        "class_names": names,
+        "counts": counts,
         "files": {RECORDS: _sha256(tmp / RECORDS)},
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
