@@ -1,0 +1,164 @@
+"""Environment steps per second of RL² training: metajax (one compiled step) vs PyTorch + gymnasium.
+
+Both sides run the same loop on k-armed Bernoulli bandits with n pulls per trial: roll out
+``tasks`` trials with a GRU policy fed (obs, one-hot previous action, reward, done), compute GAE,
+then ``epochs`` x ``minibatches`` PPO updates re-running the GRU over the trials. The PyTorch side
+steps a ``gymnasium.vector.SyncVectorEnv`` of ``tasks`` bandit environments in Python, one time
+step at a time (as learn2learn/TorchOpt-style code does); the metajax side is
+:func:`metajax.algorithms.rl2` (rollout, GAE and PPO in one jitted call).
+
+    python benchmarks/bench_rl2.py --seconds 20        # needs torch and gymnasium
+
+Numbers are only meaningful on an otherwise idle machine; the script prints the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+
+def bench_jax(args) -> float:
+  import jax
+
+  import metajax.envs as envs
+  from metajax.algorithms.rl2 import rl2
+
+  env = envs.bernoulli_bandit(arms=args.arms, pulls=args.pulls)
+  learner = rl2(env, episodes=args.pulls, hidden=args.hidden, tasks_per_step=args.tasks,
+                epochs=args.epochs, minibatches=args.minibatches, gamma=1.0, gae_lambda=0.3)
+  state = learner.init(jax.random.key(0))
+  key = jax.random.key(1)
+  state, _ = learner.train_step(state, key)  # compile
+  jax.block_until_ready(state)
+  steps, start = 0, time.perf_counter()
+  while time.perf_counter() - start < args.seconds:
+    state, metrics = learner.train_step(state, key)
+    steps += 1
+  jax.block_until_ready(state)
+  return steps * args.tasks * learner.trial_length / (time.perf_counter() - start)
+
+
+def bench_torch(args) -> float:
+  import gymnasium as gym
+  import torch
+  from torch import nn
+
+  torch.set_num_threads(args.torch_threads)
+  k, n = args.arms, args.pulls
+
+  class Bandit(gym.Env):
+    def __init__(self):
+      self.observation_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
+      self.action_space = gym.spaces.Discrete(k)
+
+    def reset(self, *, seed=None, options=None):
+      super().reset(seed=seed)
+      self.means = self.np_random.random(k)
+      return np.ones(1, np.float32), {}
+
+    def step(self, action):  # one pull is one episode; the trial keeps the task
+      reward = float(self.np_random.random() < self.means[action])
+      return np.ones(1, np.float32), reward, False, False, {}
+
+  vec = gym.vector.SyncVectorEnv([Bandit for _ in range(args.tasks)])
+  in_dim = 1 + k + 2
+  gru = nn.GRUCell(in_dim, args.hidden)
+  pi, vf = nn.Linear(args.hidden, k), nn.Linear(args.hidden, 1)
+  params = [*gru.parameters(), *pi.parameters(), *vf.parameters()]
+  optimizer = torch.optim.Adam(params, lr=1e-3, eps=1e-5)
+
+  def replay(inputs):  # [B, T, in] -> logits [B, T, k], values [B, T]
+    h = torch.zeros(inputs.shape[0], args.hidden)
+    logits, values = [], []
+    for t in range(inputs.shape[1]):
+      h = gru(inputs[:, t], h)
+      logits.append(pi(h))
+      values.append(vf(h)[:, 0])
+    return torch.stack(logits, 1), torch.stack(values, 1)
+
+  def one_iteration():
+    obs, _ = vec.reset()
+    h = torch.zeros(args.tasks, args.hidden)
+    prev_a = torch.zeros(args.tasks, dtype=torch.long)
+    prev_r, prev_d = torch.zeros(args.tasks), torch.zeros(args.tasks)
+    xs, acts, logps, vals, rews = [], [], [], [], []
+    with torch.no_grad():
+      for _ in range(n):
+        x = torch.cat([torch.as_tensor(obs), nn.functional.one_hot(prev_a, k).float(),
+                       prev_r[:, None], prev_d[:, None]], 1)
+        h = gru(x, h)
+        dist = torch.distributions.Categorical(logits=pi(h))
+        a = dist.sample()
+        obs, r, _, _, _ = vec.step(a.numpy())
+        xs.append(x)
+        acts.append(a)
+        logps.append(dist.log_prob(a))
+        vals.append(vf(h)[:, 0])
+        rews.append(torch.as_tensor(r, dtype=torch.float32))
+        prev_a, prev_r, prev_d = a, rews[-1], torch.ones(args.tasks)
+    x, a, old_logp = torch.stack(xs, 1), torch.stack(acts, 1), torch.stack(logps, 1)
+    v, r = torch.stack(vals, 1), torch.stack(rews, 1)
+    adv = torch.zeros_like(r)
+    running = torch.zeros(args.tasks)
+    for t in reversed(range(n)):
+      next_v = v[:, t + 1] if t + 1 < n else torch.zeros(args.tasks)
+      delta = r[:, t] + next_v - v[:, t]
+      running = delta + 0.3 * running
+      adv[:, t] = running
+    ret = adv + v
+    size = args.tasks // args.minibatches
+    for _ in range(args.epochs):
+      order = torch.randperm(args.tasks)
+      for i in range(args.minibatches):
+        idx = order[i * size:(i + 1) * size]
+        logits, values = replay(x[idx])
+        logp_all = torch.log_softmax(logits, -1)
+        logp = logp_all.gather(-1, a[idx][..., None])[..., 0]
+        mb_adv = (adv[idx] - adv[idx].mean()) / (adv[idx].std() + 1e-8)
+        ratio = torch.exp(logp - old_logp[idx])
+        policy = -torch.min(ratio * mb_adv, ratio.clamp(0.8, 1.2) * mb_adv).mean()
+        value = 0.5 * ((values - ret[idx]) ** 2).mean()
+        entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
+        loss = policy + 0.5 * value - 0.01 * entropy
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 0.5)
+        optimizer.step()
+
+  one_iteration()  # warm-up
+  steps, start = 0, time.perf_counter()
+  while time.perf_counter() - start < args.seconds:
+    one_iteration()
+    steps += 1
+  return steps * args.tasks * n / (time.perf_counter() - start)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--arms", type=int, default=5)
+  parser.add_argument("--pulls", type=int, default=10)
+  parser.add_argument("--tasks", type=int, default=128)
+  parser.add_argument("--hidden", type=int, default=64)
+  parser.add_argument("--epochs", type=int, default=4)
+  parser.add_argument("--minibatches", type=int, default=4)
+  parser.add_argument("--seconds", type=float, default=20.0, help="timed seconds per side")
+  parser.add_argument("--torch-threads", type=int, default=1,
+                      help="torch intra-op threads (1 is fastest for these tiny matrices)")
+  args = parser.parse_args()
+  load_before = os.getloadavg()[0]
+  jax_rate = bench_jax(args)
+  torch_rate = bench_torch(args)
+  print(f"k={args.arms} n={args.pulls} tasks={args.tasks} hidden={args.hidden} "
+        f"epochs={args.epochs} minibatches={args.minibatches}")
+  print(f"metajax (jit):          {jax_rate:12,.0f} env steps/s")
+  print(f"PyTorch + gymnasium:    {torch_rate:12,.0f} env steps/s")
+  print(f"ratio {jax_rate / torch_rate:.1f}x; load average {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after ({os.cpu_count()} CPUs)")
+
+
+if __name__ == "__main__":
+  main()
