@@ -1,0 +1,190 @@
+"""CAVIA: fast context adaptation; only a small context vector is adapted per task."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from metajax.algorithms._gradient_based import check_batch_norm, check_model, make_output_checker
+from metajax.core._checks import check_positive, check_steps
+from metajax.core.inner_loop import inner_loop
+from metajax.core.learner import Model
+from metajax.core.losses import Loss, resolve_loss
+from metajax.core.meta_learner import MetaLearner, grad_of_task_loss
+from metajax.core.types import Array, Task
+from metajax.models.conv4 import conv4_model
+from metajax.models.mlp import mlp_model
+
+
+def with_context(x: Array, context: Array) -> Array:
+  """Concatenates ``context [c]`` to the last axis of every input: ``[..., d] -> [..., d + c]``.
+
+  For images ``[n, H, W, C]`` the context becomes ``c`` constant extra channels.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> with_context(jnp.zeros((2, 28, 28, 1)), jnp.ones(3)).shape
+    (2, 28, 28, 4)
+  """
+  tiled = jnp.broadcast_to(context.astype(x.dtype), (*x.shape[:-1], context.shape[-1]))
+  return jnp.concatenate([x, tiled], axis=-1)
+
+
+def cavia_conv4_model(outputs: int, key: jax.Array, *, context_dim: int,
+                      input_shape: Sequence[int] = (28, 28, 1), **kwargs) -> Model:
+  """:func:`metajax.models.conv4_model` taking images with ``context_dim`` extra channels.
+
+  Args:
+    outputs: ``ways``.
+    key: initialisation key.
+    context_dim: context size of :func:`cavia`.
+    input_shape: ``(H, W, C)`` of one image *without* the context.
+    **kwargs: other arguments of :func:`metajax.models.conv4_model`.
+
+  Example:
+    >>> import jax
+    >>> model = cavia_conv4_model(5, jax.random.key(0), context_dim=10, filters=8)
+    >>> model.params["convs"][0]["kernel"].shape
+    (3, 3, 11, 8)
+  """
+  h, w, c = input_shape
+  return conv4_model(outputs, key, input_shape=(h, w, c + context_dim), **kwargs)
+
+
+def cavia_mlp_model(hidden: Sequence[int], outputs: int, key: jax.Array, *, input_dim: int,
+                    context_dim: int) -> Model:
+  """:func:`metajax.models.mlp_model` taking ``input_dim + context_dim`` features.
+
+  Example:
+    >>> import jax
+    >>> model = cavia_mlp_model([40, 40], 1, jax.random.key(0), input_dim=1, context_dim=4)
+    >>> model.params["layers"][0]["kernel"].shape
+    (5, 40)
+  """
+  return mlp_model(hidden, outputs, key, input_dim=input_dim + context_dim)
+
+
+def cavia(
+    model: Model,
+    *,
+    context_dim: int,
+    inner_lr: float = 1.0,
+    steps: int = 1,
+    first_order: bool = False,
+    inner_optimizer: optax.GradientTransformation | None = None,
+    loss: str | Loss = "cross_entropy",
+    eval_steps: int | None = None,
+    batch_norm: str = "transductive",
+) -> MetaLearner:
+  """CAVIA: adapt a zero-initialised context vector per task; the network is meta-learned only.
+
+  Each task starts from context ``phi = 0`` (``[context_dim]``), takes ``steps`` gradient steps
+  on the support loss with respect to ``phi`` alone, and is scored on the query set; the
+  network's weights change only in the outer loop, by back-propagation through the context
+  updates (second order unless ``first_order``). The context is concatenated to every input
+  (:func:`with_context`), so the model must take ``d + context_dim`` input features (images:
+  ``C + context_dim`` channels): build it with :func:`cavia_conv4_model` or
+  :func:`cavia_mlp_model`. (The paper conditions its image classifier by FiLM layers instead;
+  concatenation is its regression setting and any model can take it.)
+
+  Args:
+    model: the network, taking inputs with the context concatenated.
+    context_dim: number of context parameters.
+    inner_lr: inner SGD step size on the context.
+    steps: inner steps during meta-training.
+    first_order: drop second-order terms.
+    inner_optimizer: an optax transformation instead of ``sgd(inner_lr)``.
+    loss: ``"cross_entropy"``, ``"mse"`` or a :class:`metajax.Loss`.
+    eval_steps: inner steps at test time (default ``steps``).
+    batch_norm: ``"transductive"`` or ``"frozen"``.
+
+  Returns:
+    A :class:`metajax.MetaLearner`; meta-parameters are ``{"model": params}``; ``adapt``
+    returns the task's context ``[context_dim]``.
+
+  Example:
+    >>> import jax, metajax
+    >>> from metajax.algorithms.cavia import cavia_mlp_model
+    >>> model = cavia_mlp_model([40, 40], 1, jax.random.key(0), input_dim=1, context_dim=4)
+    >>> learner = metajax.cavia(model, context_dim=4, loss="mse")
+    >>> learner.adapt(learner.init(), jax.numpy.ones((5, 1)), jax.numpy.ones((5, 1))).shape
+    (4,)
+
+  References:
+    Zintgraf, Shiarlis, Kurin, Hofmann & Whiteson, "Fast Context Adaptation via
+    Meta-Learning", ICML 2019. https://arxiv.org/abs/1810.03642
+  """
+  model = check_model(model)
+  context_dim = check_steps(context_dim, "context_dim", minimum=1)
+  steps = check_steps(steps)
+  eval_steps = steps if eval_steps is None else check_steps(eval_steps, "eval_steps")
+  if inner_optimizer is None:
+    inner_optimizer = optax.sgd(check_positive(inner_lr, "inner_lr"))
+  train = check_batch_norm(batch_norm)
+  loss = resolve_loss(loss)
+  state = model.state
+
+  def outputs(params, context, x):
+    return model.apply(params, state, with_context(x, context), train=train)[0]
+
+  def run_inner(params, support_x, support_y, n_steps):
+    context = jnp.zeros([context_dim], jnp.result_type(support_x, jnp.float32))
+    support_loss = lambda c: loss.fn(outputs(params, c, support_x), support_y)
+    return inner_loop(support_loss, context, inner_optimizer, steps=n_steps,
+                      first_order=first_order)
+
+  def init():
+    return {"model": jax.tree.map(jnp.array, model.params)}
+
+  def task_loss(meta_params, task, key, step):
+    del key, step
+    result = run_inner(meta_params["model"], task.support_x, task.support_y, steps)
+    logits = outputs(meta_params["model"], result.params, task.query_x)
+    query_loss = loss.fn(logits, task.query_y)
+    metrics = {"query_loss": query_loss, **loss.metrics(logits, task.query_y),
+               "context_norm": jnp.linalg.norm(result.params)}
+    if steps:
+      metrics["support_loss_before"] = result.losses[0]
+    return query_loss, metrics
+
+  def adapt(meta_params, support_x, support_y, key=None, *, steps=None):
+    del key
+    n_steps = eval_steps if steps is None else check_steps(steps)
+    return run_inner(meta_params["model"], support_x, support_y, n_steps).params
+
+  def predict(meta_params, adapted, x):
+    return outputs(meta_params["model"], adapted, x)
+
+  def evaluate(meta_params, task, key=None, *, steps=None):
+    context = adapt(meta_params, task.support_x, task.support_y, key, steps=steps)
+    logits = outputs(meta_params["model"], context, task.query_x)
+    return {"loss": loss.fn(logits, task.query_y), **loss.metrics(logits, task.query_y)}
+
+  widened = Model(lambda p, s, x, *, train=True: model.apply(
+      p, s, with_context(x, jnp.zeros([context_dim], jnp.float32)), train=train),
+      model.params, model.state)
+  check_outputs = make_output_checker(widened, loss, train)
+
+  def check_task(tasks: Task) -> None:
+    batched = np.ndim(tasks.support_y) > (1 if loss.classification else 2)
+    shape = np.shape(tasks.support_x)[1:] if batched else np.shape(tasks.support_x)
+    one = jax.ShapeDtypeStruct(shape, jnp.float32)
+    try:
+      jax.eval_shape(lambda v: widened.apply(model.params, state, v, train=train), one)
+    except (TypeError, ValueError) as error:
+      wanted = (*shape[1:-1], shape[-1] + context_dim) if shape else shape
+      raise ValueError(
+          f"cavia concatenates context_dim={context_dim} context values to the last axis of "
+          f"every input, so the model must take inputs of per-example shape {wanted}, but it "
+          "failed on them; build it with metajax.algorithms.cavia_conv4_model(..., "
+          f"context_dim={context_dim}) or cavia_mlp_model(..., context_dim={context_dim}) "
+          f"(the model said: {error})"
+      ) from None
+    check_outputs(tasks)
+
+  return MetaLearner(init, task_loss, grad_of_task_loss(task_loss), adapt, predict, evaluate,
+                     check_task, "cavia")
