@@ -14,6 +14,7 @@ from metajax.core._checks import check_labels, check_steps, check_task_shapes
 from metajax.core.inner_loop import inner_loop
 from metajax.core.learner import Model
 from metajax.core.losses import Loss, resolve_loss
+from metajax.core.masks import apply_model, check_masks, padding_is_invisible
 from metajax.core.meta_learner import MetaLearner, grad_of_task_loss
 from metajax.core.types import PyTree, Task
 
@@ -67,19 +68,26 @@ def merge(adapted: PyTree, frozen: PyTree, mask: PyTree) -> PyTree:
                       is_leaf=lambda x: x is None)
 
 
-def make_output_checker(model: Model, loss: Loss, train: bool) -> Callable[[Task], None]:
-  """Host-side task check: shapes, model output against the loss, label range."""
+def make_output_checker(model: Model, loss: Loss, train: bool, *, masks: bool = False,
+                        name: str = "this learner") -> Callable[[Task], None]:
+  """Host-side task check: shapes, model output against the loss, label range.
+
+  ``masks``: whether the learner handles masked (padded) tasks; if not, they raise.
+  """
   ways_by_signature: dict[tuple, int] = {}
+  reason = mask_refusal(model, loss, train, masks)
 
   def check_task(tasks: Task) -> None:
     batched = _is_batched(tasks, loss)
-    check_task_shapes(tasks, batched=batched)
+    check_masks(tasks, supported=not reason, name=name, reason=reason)
+    check_task_shapes(tasks, batched=batched, masks=True, name=name)
     one = jax.tree.map(lambda a: a[0], tasks) if batched else tasks
     signature = tuple((np.shape(a), getattr(a, "dtype", None)) for a in one)
     if signature not in ways_by_signature:
       def support_loss(params, state, task):
-        out = model.apply(params, state, task.support_x, train=train)[0]
-        return loss.fn(out, task.support_y), out
+        out = apply_model(model, params, task.support_x, train=train, mask=task.support_mask,
+                          state=state)
+        return loss.value(out, task.support_y, task.support_mask), out
 
       # Traces the loss on one task's shapes: its own shape rules raise here, before any compile.
       _, out = jax.eval_shape(support_loss, model.params, model.state, one)
@@ -90,6 +98,18 @@ def make_output_checker(model: Model, loss: Loss, train: bool) -> Callable[[Task
       check_labels(tasks.query_y, ways, "query_y")
 
   return check_task
+
+
+def mask_refusal(model: Model, loss: Loss, train: bool, masks: bool) -> str:
+  """Why a gradient-based learner cannot take masked tasks ("" when it can)."""
+  if not masks:
+    return "it was built without mask support"
+  if not loss.supports_masks:
+    return "its Loss has no masked_fn / masked_metrics"
+  if not padding_is_invisible(model, train):
+    return ("its model has BatchNorm state in transductive mode but apply() takes no mask=; "
+            "use batch_norm='frozen' or a model whose apply takes mask=")
+  return ""
 
 
 def _is_batched(tasks: Task, loss: Loss) -> bool:
@@ -112,6 +132,7 @@ def build(
     init_extra: Callable[[PyTree], PyTree],
     inner_optimizer: Callable[[PyTree, int], optax.GradientTransformation],
     step_weights: Callable[[Any, int], jax.Array] | None = None,
+    masks: bool = False,
 ) -> MetaLearner:
   """Builds a gradient-based :class:`MetaLearner`.
 
@@ -131,6 +152,9 @@ def build(
     inner_optimizer: ``inner_optimizer(meta_params, steps)`` -> optax transform.
     step_weights: ``step_weights(step, steps) -> [steps]`` weights of the query
       loss after each inner step (MAML++ multi-step loss); None uses the last.
+    masks: the caller handles nothing data-dependent outside this builder, so masked (padded)
+      tasks are supported (:mod:`metajax.core.masks`): every mean over examples is weighted by
+      the mask. Needs a loss with ``masked_fn`` and a model that hides padding from BatchNorm.
   """
   model = check_model(model)
   steps = check_steps(steps)
@@ -140,14 +164,15 @@ def build(
   mask = adapt_mask(model.params, adapt_filter)
   state = model.state
 
-  def outputs(params, x):
-    return model.apply(params, state, x, train=train)[0]
+  def outputs(params, x, example_mask=None):
+    return apply_model(model, params, x, train=train, mask=example_mask, state=state)
 
-  def run_inner(meta_params, support_x, support_y, n_steps, observe=None):
+  def run_inner(meta_params, support_x, support_y, n_steps, observe=None, support_mask=None):
     adapted, frozen = split(meta_params["model"], mask)
 
     def support_loss(part):
-      return loss.fn(outputs(merge(part, frozen, mask), support_x), support_y)
+      out = outputs(merge(part, frozen, mask), support_x, support_mask)
+      return loss.value(out, support_y, support_mask)
 
     wrapped_observe = None if observe is None else (lambda part: observe(merge(part, frozen, mask)))
     result = inner_loop(support_loss, adapted, inner_optimizer(meta_params, n_steps),
@@ -162,34 +187,41 @@ def build(
 
   def task_loss(meta_params, task, key, step):
     del key
-    query_loss = lambda p: loss.fn(outputs(p, task.query_x), task.query_y)
+    query_mask = task.query_mask
+    query_loss = lambda p: loss.value(outputs(p, task.query_x, query_mask), task.query_y,
+                                      query_mask)
     if step_weights is None:
-      adapted, result = run_inner(meta_params, task.support_x, task.support_y, steps)
-      logits = outputs(adapted, task.query_x)
-      objective = loss.fn(logits, task.query_y)
+      adapted, result = run_inner(meta_params, task.support_x, task.support_y, steps,
+                                  support_mask=task.support_mask)
+      logits = outputs(adapted, task.query_x, query_mask)
+      objective = loss.value(logits, task.query_y, query_mask)
     else:
       adapted, result = run_inner(meta_params, task.support_x, task.support_y, steps,
-                                  observe=query_loss)
-      logits = outputs(adapted, task.query_x)
+                                  observe=query_loss, support_mask=task.support_mask)
+      logits = outputs(adapted, task.query_x, query_mask)
       objective = jnp.sum(step_weights(step, steps) * result.observed)
-    metrics = {"query_loss": loss.fn(logits, task.query_y), **loss.metrics(logits, task.query_y)}
+    metrics = {"query_loss": loss.value(logits, task.query_y, query_mask),
+               **loss.metric_values(logits, task.query_y, query_mask)}
     if steps:
       metrics["support_loss_before"] = result.losses[0]
     return objective, metrics
 
-  def adapt(meta_params, support_x, support_y, key=None, *, steps=None):
+  def adapt(meta_params, support_x, support_y, key=None, *, steps=None, mask=None):
     del key
     n_steps = eval_steps if steps is None else check_steps(steps)
-    return run_inner(meta_params, support_x, support_y, n_steps)[0]
+    return run_inner(meta_params, support_x, support_y, n_steps, support_mask=mask)[0]
 
-  def predict(meta_params, adapted, x):
+  def predict(meta_params, adapted, x, mask=None):
     del meta_params
-    return outputs(adapted, x)
+    return outputs(adapted, x, mask)
 
   def evaluate(meta_params, task, key=None, *, steps=None):
-    adapted = adapt(meta_params, task.support_x, task.support_y, key, steps=steps)
-    logits = outputs(adapted, task.query_x)
-    return {"loss": loss.fn(logits, task.query_y), **loss.metrics(logits, task.query_y)}
+    adapted = adapt(meta_params, task.support_x, task.support_y, key, steps=steps,
+                    mask=task.support_mask)
+    logits = outputs(adapted, task.query_x, task.query_mask)
+    return {"loss": loss.value(logits, task.query_y, task.query_mask),
+            **loss.metric_values(logits, task.query_y, task.query_mask)}
 
+  checker = make_output_checker(model, loss, train, masks=masks, name=name)
   return MetaLearner(init, task_loss, grad_of_task_loss(task_loss), adapt, predict, evaluate,
-                     make_output_checker(model, loss, train), name)
+                     checker, name, not mask_refusal(model, loss, train, masks))

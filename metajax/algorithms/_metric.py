@@ -18,6 +18,14 @@ BatchNorm normalises by the statistics of the whole episode (as a PyTorch ProtoN
 mode does); ``adapt`` and ``predict`` normalise each of their batches by its own statistics.
 ``batch_norm="frozen"`` uses the statistics stored in the model's state (the initial ones for
 a fresh model, i.e. BatchNorm reduces to a learned affine map; or a pretrained backbone's).
+
+Masks. A padded episode (``Task.support_mask`` / ``query_mask``, see :mod:`metajax.core.masks`)
+reaches ``fit`` with the padded support rows' features zeroed and their labels set to ``ways``
+(out of range: their one-hot rows are zero, so class statistics ignore them), and its loss and
+accuracy average over the real queries only (``Episode.query_mask``). The embedding gets the
+episode mask for its BatchNorm statistics. An algorithm whose ``fit``/``score``/``objective``
+would still see padding (attention over all support rows, a set encoder) must handle it or pass
+``masks=False``, which makes ``check_task`` refuse masked tasks.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from metajax.algorithms._gradient_based import check_batch_norm, check_model
 from metajax.core._checks import check_labels, check_task_shapes
 from metajax.core.learner import Model
 from metajax.core.losses import accuracy, softmax_cross_entropy
+from metajax.core.masks import apply_model, check_masks, padding_is_invisible, with_masks
 from metajax.core.meta_learner import MetaLearner, grad_of_task_loss
 from metajax.core.types import Array, PyTree, Task
 
@@ -51,6 +60,8 @@ class Episode(NamedTuple):
     adapted: the task-specific classifier built by ``fit``.
     logits: query scores ``[n_query, ways]`` from ``score``.
     ways: the static class width.
+    query_mask: ``[n_query]`` float32, 1 for real queries and 0 for padding (all ones for an
+      unpadded episode). Support padding is visible as ``support_y == ways``.
   """
 
   support_features: Array
@@ -60,6 +71,7 @@ class Episode(NamedTuple):
   adapted: Any
   logits: Array
   ways: int
+  query_mask: Array | None = None
 
 
 def check_ways(ways: object) -> int | None:
@@ -109,6 +121,8 @@ def build(
     fit: Callable[[PyTree, Array, Array, int], Any],
     score: Callable[[PyTree, Any, Array], Array],
     objective: Callable[[PyTree, Episode], Array] | None = None,
+    masks: bool = False,
+    mask_reason: str = "it was built without mask support",
 ) -> MetaLearner:
   """Builds a metric-based :class:`MetaLearner`.
 
@@ -124,15 +138,31 @@ def build(
     fit: ``fit(meta_params, support_features, support_y, ways) -> adapted``.
     score: ``score(meta_params, adapted, query_features) -> [n_query, ways]`` logits.
     objective: ``objective(meta_params, episode) -> loss``; cross-entropy of the logits when None.
+    masks: ``fit``, ``score`` and ``objective`` ignore padding as described in the module
+      docstring, so masked (padded) tasks are supported; else ``check_task`` refuses them.
+    mask_reason: why masks are not supported, for the error message.
   """
   embedding = check_model(embedding)
   ways = check_ways(ways)
   train = check_batch_norm(batch_norm)
   state = embedding.state
 
-  def embed(meta_params, x):
-    features = embedding.apply(meta_params["embedding"], state, x, train=train)[0]
+  if masks and not padding_is_invisible(embedding, train):
+    masks, mask_reason = False, (
+        "its embedding has BatchNorm state in transductive mode but apply() takes no mask=; use "
+        "batch_norm='frozen' or an embedding whose apply takes mask= (metajax.models.conv4_model)")
+
+  def embed(meta_params, x, example_mask=None):
+    features = apply_model(embedding, meta_params["embedding"], x, train=train,
+                           mask=example_mask, state=state)
     return features.reshape(features.shape[0], -1) if flatten else features
+
+  def hide_padding(features, labels, support_mask, w):
+    """Zero features and out-of-range label ``w`` for padded support rows."""
+    if support_mask is None:
+      return features, labels
+    keep = support_mask.reshape((-1,) + (1,) * (features.ndim - 1))
+    return jnp.where(keep, features, 0.0), jnp.where(support_mask, labels, w)
 
   def width(override, n_support):
     override = check_ways(override)
@@ -140,14 +170,22 @@ def build(
 
   def run_episode(meta_params, task, override):
     n_support = task.support_x.shape[0]
-    features = embed(meta_params, jnp.concatenate([task.support_x, task.query_x]))
+    episode_mask = None
+    if task.is_masked:
+      _, _, _, _, support_mask, query_mask = with_masks(task)
+      episode_mask = jnp.concatenate([support_mask, query_mask])
+    features = embed(meta_params, jnp.concatenate([task.support_x, task.query_x]), episode_mask)
     support_features, query_features = features[:n_support], features[n_support:]
     w = width(override, n_support)
-    adapted = fit(meta_params, support_features, task.support_y, w)
+    support_features, support_y = hide_padding(support_features, task.support_y,
+                                               task.support_mask, w)
+    adapted = fit(meta_params, support_features, support_y, w)
     logits = score(meta_params, adapted, query_features)
-    episode = Episode(support_features, task.support_y, query_features, task.query_y, adapted,
-                      logits, w)
-    loss = (softmax_cross_entropy(logits, task.query_y) if objective is None
+    query_mask = (jnp.ones(task.query_y.shape[0], jnp.float32) if task.query_mask is None
+                  else task.query_mask.astype(jnp.float32))
+    episode = Episode(support_features, support_y, query_features, task.query_y, adapted,
+                      logits, w, query_mask)
+    loss = (softmax_cross_entropy(logits, task.query_y, task.query_mask) if objective is None
             else objective(meta_params, episode))
     return loss, logits
 
@@ -158,12 +196,13 @@ def build(
   def task_loss(meta_params, task, key, step):
     del key, step
     loss, logits = run_episode(meta_params, task, None)
-    return loss, {"accuracy": accuracy(logits, task.query_y)}
+    return loss, {"accuracy": accuracy(logits, task.query_y, task.query_mask)}
 
-  def adapt(meta_params, support_x, support_y, key=None, *, steps=None, ways=None):
+  def adapt(meta_params, support_x, support_y, key=None, *, steps=None, ways=None, mask=None):
     del key, steps
-    return fit(meta_params, embed(meta_params, support_x), support_y,
-               width(ways, support_x.shape[0]))
+    w = width(ways, support_x.shape[0])
+    features, labels = hide_padding(embed(meta_params, support_x, mask), support_y, mask, w)
+    return fit(meta_params, features, labels, w)
 
   def predict(meta_params, adapted, x):
     return score(meta_params, adapted, embed(meta_params, x))
@@ -171,18 +210,23 @@ def build(
   def evaluate(meta_params, task, key=None, *, steps=None, ways=None):
     del key, steps
     loss, logits = run_episode(meta_params, task, ways)
-    return {"loss": loss, "accuracy": accuracy(logits, task.query_y)}
+    return {"loss": loss, "accuracy": accuracy(logits, task.query_y, task.query_mask)}
 
   return MetaLearner(init, task_loss, grad_of_task_loss(task_loss), adapt, predict, evaluate,
-                     make_checker(ways), name)
+                     make_checker(ways, masks=masks, name=name, reason=mask_reason), name, masks)
 
 
-def make_checker(ways: int | None) -> Callable[[Task], None]:
-  """Host-side task check: shapes, integer labels in range, query classes in the support set."""
+def make_checker(ways: int | None, *, masks: bool = False, name: str = "this learner",
+                 reason: str = "") -> Callable[[Task], None]:
+  """Host-side task check: shapes, integer labels in range, query classes in the support set.
+
+  Masked tasks raise unless ``masks``; padded examples are left out of the class check.
+  """
 
   def check_task(tasks: Task) -> None:
     batched = np.ndim(tasks.support_y) > 1
-    check_task_shapes(tasks, batched=batched)
+    check_masks(tasks, supported=masks, name=name, reason=reason)
+    check_task_shapes(tasks, batched=batched, masks=True, name=name)
     for field in ("support_y", "query_y"):
       if np.ndim(getattr(tasks, field)) != 1 + batched:
         raise ValueError(
@@ -209,6 +253,10 @@ def make_checker(ways: int | None) -> Callable[[Task], None]:
       return
     support = np.asarray(tasks.support_y).reshape(-1, n_support)
     query = np.asarray(tasks.query_y).reshape(support.shape[0], -1)
+    support_real = _concrete_mask(tasks.support_mask, support.shape)
+    query_real = _concrete_mask(tasks.query_mask, query.shape)
+    if support_real is None or query_real is None:
+      return
     for i, (s, q) in enumerate(zip(support, query)):
       missing = np.setdiff1d(q, s)
       if missing.size:
@@ -219,3 +267,12 @@ def make_checker(ways: int | None) -> Callable[[Task], None]:
         )
 
   return check_task
+
+
+def _concrete_mask(mask: Array | None, shape: tuple[int, ...]) -> np.ndarray | None:
+  """A host bool mask of ``shape`` (all True for None), or None when ``mask`` is traced."""
+  if mask is None:
+    return np.ones(shape, bool)
+  if isinstance(mask, jax.core.Tracer):
+    return None
+  return np.asarray(mask, bool).reshape(shape)

@@ -64,7 +64,7 @@ def maml(
       model, name="fomaml" if first_order else "maml", loss=loss, steps=steps,
       eval_steps=eval_steps, first_order=first_order, remat=remat, batch_norm=batch_norm,
       adapt_filter=adapt_filter, init_extra=lambda adapted: {},
-      inner_optimizer=lambda meta_params, n_steps: inner_optimizer,
+      inner_optimizer=lambda meta_params, n_steps: inner_optimizer, masks=True,
   )
 
 

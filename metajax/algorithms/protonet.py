@@ -86,7 +86,7 @@ def protonet(
     return _metric.mask_absent(logits, prototypes.counts)
 
   return _metric.build(embedding, name="protonet", ways=ways, batch_norm=batch_norm,
-                       flatten=True, init_extra=init_extra, fit=fit, score=score)
+                       flatten=True, init_extra=init_extra, fit=fit, score=score, masks=True)
 
 
 def squared_distances(x: Array, y: Array) -> Array:

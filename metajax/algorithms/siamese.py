@@ -101,13 +101,16 @@ def siamese(
                         episode.support_features)
     same = (episode.query_y[:, None] == episode.support_y[None, :]).astype(jnp.float32)
     losses = optax.sigmoid_binary_cross_entropy(pairs, same)
-    positive = jnp.sum(losses * same) / jnp.maximum(same.sum(), 1.0)
-    negative = jnp.sum(losses * (1 - same)) / jnp.maximum((1 - same).sum(), 1.0)
+    # Pairs with a padded query or support example (label == ways) carry no weight.
+    real = episode.query_mask[:, None] * (episode.support_y < episode.ways)[None, :]
+    positive = jnp.sum(losses * same * real) / jnp.maximum((same * real).sum(), 1.0)
+    different = (1 - same) * real
+    negative = jnp.sum(losses * different) / jnp.maximum(different.sum(), 1.0)
     return 0.5 * (positive + negative)
 
   return _metric.build(embedding, name="siamese", ways=ways, batch_norm=batch_norm,
                        flatten=True, init_extra=init_extra, fit=fit, score=score,
-                       objective=objective)
+                       objective=objective, masks=True)
 
 
 def verification_metrics(scores: np.ndarray, same: np.ndarray, *, threshold: float = 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from metajax.core.learner import Model, from_nnx
@@ -80,15 +81,24 @@ class Conv4(nnx.Module):
       )
     self.head = None if outputs is None else nnx.Linear(features, outputs, rngs=rngs)
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
+    """Runs the network; ``mask [n]`` (bool) limits BatchNorm statistics to the True rows."""
     for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
-      x = jax.nn.relu(norm(conv(x)))
+      x = conv(x)
+      x = jax.nn.relu(norm(x, mask=_norm_mask(mask, x)))
       if self.pooling == "max" and i < self.pooled_blocks:
         x = max_pool_2x2(x, "VALID")
     if self.head is None and not self.flatten:
       return x
     x = x.reshape(x.shape[0], -1)
     return x if self.head is None else self.head(x)
+
+
+def _norm_mask(mask: jax.Array | None, x: jax.Array) -> jax.Array | None:
+  """A ``[n]`` example mask broadcast to ``x`` ``[n, h, w, c]``, as BatchNorm's ``mask``."""
+  if mask is None:
+    return None
+  return jnp.broadcast_to(mask.reshape((-1,) + (1,) * (x.ndim - 1)), x.shape)
 
 
 def _feature_shape(input_shape, channels, pooling, pooled_blocks) -> tuple[int, int, int]:
