@@ -31,7 +31,7 @@ def quadratic_pieces(task):
   def hessian(x):
     return 2.0 / len(x) * x.T @ x
 
-  sx, sy, qx, qy = (np.asarray(a, np.float64) for a in task)
+  sx, sy, qx, qy = (np.asarray(a, np.float64) for a in task[:4])
   return grad, hessian, sx, sy, qx, qy
 
 
