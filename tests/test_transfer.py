@@ -109,15 +109,12 @@ EVALUATORS = {
 
 
 @pytest.mark.parametrize("name", sorted(EVALUATORS))
-def test_evaluators_score_episodes_under_jit_map_and_vmap(name):
+def test_evaluators_score_episodes_under_jit(name):
   learner = EVALUATORS[name](identity_embedding())
   tasks = classification_tasks(batch=3)  # well-separated Gaussian clusters
+  # map and vmap agree for the contract's learners (tests/test_contract.py); map here.
   mapped = metajax.evaluate_tasks(learner, learner.init(), tasks, jax.random.key(0),
                                   batching="map")
-  vmapped = metajax.evaluate_tasks(learner, learner.init(), tasks, jax.random.key(0),
-                                   batching="vmap")
-  for metric in ("loss", "accuracy"):
-    np.testing.assert_allclose(mapped[metric], vmapped[metric], rtol=1e-4, atol=1e-5)
   np.testing.assert_array_equal(mapped["accuracy"], 1.0)
   # adapt + predict give the evaluate logits' classes.
   task = jax.tree.map(lambda a: jnp.asarray(a[0]), tasks)
