@@ -8,6 +8,8 @@ from metajax.data.augment import compose as compose
 from metajax.data.augment import random_crop as random_crop
 from metajax.data.augment import random_flip as random_flip
 from metajax.data.augment import rotations_as_classes as rotations_as_classes
+from metajax.data.batch_sampler import BatchSampler as BatchSampler
+from metajax.data.batch_sampler import batch_sampler as batch_sampler
 from metajax.data.cifar_fs import load_cifar_fs as load_cifar_fs
 from metajax.data.dataset import ClassDataset as ClassDataset
 from metajax.data.dataset import from_class_lists as from_class_lists
