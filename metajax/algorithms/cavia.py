@@ -25,6 +25,13 @@ def with_context(x: Array, context: Array) -> Array:
 
   For images ``[n, H, W, C]`` the context becomes ``c`` constant extra channels.
 
+  Args:
+    x: inputs ``[n, ..., d]``.
+    context: ``[c]``.
+
+  Returns:
+    ``[n, ..., d + c]``.
+
   Example:
     >>> import jax.numpy as jnp
     >>> with_context(jnp.zeros((2, 28, 28, 1)), jnp.ones(3)).shape
@@ -45,6 +52,9 @@ def cavia_conv4_model(outputs: int, key: jax.Array, *, context_dim: int,
     input_shape: ``(H, W, C)`` of one image *without* the context.
     **kwargs: other arguments of :func:`metajax.models.conv4_model`.
 
+  Returns:
+    The :class:`metajax.Model` for :func:`cavia`.
+
   Example:
     >>> import jax
     >>> model = cavia_conv4_model(5, jax.random.key(0), context_dim=10, filters=8)
@@ -58,6 +68,16 @@ def cavia_conv4_model(outputs: int, key: jax.Array, *, context_dim: int,
 def cavia_mlp_model(hidden: Sequence[int], outputs: int, key: jax.Array, *, input_dim: int,
                     context_dim: int) -> Model:
   """:func:`metajax.models.mlp_model` taking ``input_dim + context_dim`` features.
+
+  Args:
+    hidden: hidden layer widths.
+    outputs: output features.
+    key: initialisation key.
+    input_dim: features of one input *without* the context.
+    context_dim: context size of :func:`cavia`.
+
+  Returns:
+    The :class:`metajax.Model` for :func:`cavia`.
 
   Example:
     >>> import jax
