@@ -16,6 +16,8 @@ from metajax.data.dataset import from_class_lists as from_class_lists
 from metajax.data.dataset import from_labels as from_labels
 from metajax.data.download import download_file as download_file
 from metajax.data.download import download_omniglot as download_omniglot
+from metajax.data.meta_dataset import meta_dataset_sampler as meta_dataset_sampler
+from metajax.data.meta_dataset import multi_source_sampler as multi_source_sampler
 from metajax.data.mini_imagenet import load_mini_imagenet as load_mini_imagenet
 from metajax.data.omniglot import load_omniglot as load_omniglot
 from metajax.data.omniglot import omniglot_characters as omniglot_characters
