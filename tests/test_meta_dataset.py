@@ -258,3 +258,27 @@ def test_write_source_is_atomic_and_verified(tmp_path):
     streaming.open_source(target, verify=True)
   with pytest.raises(FileNotFoundError, match="convert"):
     streaming.open_source(tmp_path / "missing")
+
+
+def test_multi_source_sampler_draws_sources_with_their_probabilities():
+  a, _ = _row_coded_dataset([6, 8, 9, 7, 10], seed=1)
+  b, _ = _row_coded_dataset([12, 6, 7, 9, 8, 6], seed=2)
+  samplers = {"a": md.meta_dataset_sampler(a, batch_size=1),
+              "b": md.meta_dataset_sampler(b, batch_size=1,
+                                           protocol=md.Protocol(max_ways=5))}
+  multi = md.multi_source_sampler(samplers, {"a": 1.0, "b": 3.0})
+  assert multi.probabilities == (0.25, 0.75)
+  picks = np.array([multi.source_of(jax.random.key(i)) for i in range(2000)])
+  assert abs(picks.mean() - 0.75) < 0.04  # 4.1 standard errors
+  with pytest.raises(ValueError, match="task shapes"):
+    md.multi_source_sampler({"a": samplers["a"],
+                             "c": md.meta_dataset_sampler(_row_coded_dataset(
+                                 [6] * 5, shape=(3, 2, 1))[0], batch_size=1)})
+  with pytest.raises(ValueError, match="unknown sources"):
+    md.multi_source_sampler(samplers, {"z": 1.0})
+
+
+def test_convert_command_names_the_sources():
+  from metajax import cli
+
+  assert cli.main(["data", "convert", "no_such_source"]) == 2
