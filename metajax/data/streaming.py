@@ -262,21 +262,31 @@ class StreamingSampler:
     return _protocol_rows(key, self._table, self._counts, self.batch_size, self.episodes)
 
   def sample(self, key: jax.Array) -> Task:
-    """The batch of ``key``, read from the records."""
+    """The batch of ``key``, read from the records, as host (numpy) arrays.
+
+    Only the row draw runs in JAX (the same compiled functions as the in-memory samplers);
+    reading, scaling and layout are numpy on the host, so grain's reader threads overlap them.
+    """
     rows = jax.device_get(self._rows(key))
-    shape = self.source.image_shape
+    shape, batch = self.source.image_shape, self.batch_size
+    scale = np.float32(1.0 / 255.0)  # the in-memory samplers' float32 multiply, bit for bit
     if isinstance(self.episodes, FixedShape):
       n, k, q = self.episodes
-      pixels = self.source.read(rows)  # [B, N, K+Q, P]
-      x = jnp.asarray(pixels).reshape(self.batch_size, n, k + q, *shape)
-      x = x.astype(jnp.float32) * (1.0 / 255.0)
-      labels = jnp.arange(n, dtype=jnp.int32)
-      return Task(x[:, :, :k].reshape(self.batch_size, n * k, *shape),
-                  jnp.broadcast_to(jnp.repeat(labels, k), (self.batch_size, n * k)),
-                  x[:, :, k:].reshape(self.batch_size, n * q, *shape),
-                  jnp.broadcast_to(jnp.repeat(labels, q), (self.batch_size, n * q)))
-    return md.rows_to_task(rows, jnp.asarray(self.source.read(rows.support_rows)),
-                           jnp.asarray(self.source.read(rows.query_rows)), shape)
+      x = self.source.read(rows).reshape(batch, n, k + q, *shape).astype(np.float32) * scale
+      labels = np.arange(n, dtype=np.int32)
+      return Task(x[:, :, :k].reshape(batch, n * k, *shape),
+                  np.broadcast_to(np.repeat(labels, k), (batch, n * k)),
+                  x[:, :, k:].reshape(batch, n * q, *shape),
+                  np.broadcast_to(np.repeat(labels, q), (batch, n * q)))
+
+    def images(row_numbers, mask):
+      pixels = np.zeros((*row_numbers.shape, int(np.prod(shape))), np.uint8)
+      pixels[mask] = self.source.read(row_numbers[mask])  # padding stays zero, never read
+      return pixels.reshape(batch, -1, *shape).astype(np.float32) * scale
+
+    return Task(images(rows.support_rows, rows.support_mask), rows.support_y,
+                images(rows.query_rows, rows.query_mask), rows.query_y, rows.support_mask,
+                rows.query_mask)
 
   def dataset(self, key: jax.Array, *, num_batches: int | None = None):
     """A grain ``MapDataset`` whose element ``step`` is ``sample(fold_in(key, step))``."""
@@ -287,7 +297,7 @@ class StreamingSampler:
 
     def batch(step):
       base = jax.random.wrap_key_data(key_data, impl=impl)
-      return jax.tree.map(np.asarray, self.sample(jax.random.fold_in(base, step)))
+      return self.sample(jax.random.fold_in(base, step))
 
     return grain.MapDataset.range(length).map(batch)
 
