@@ -376,6 +376,12 @@ def multi_source_sampler(samplers: dict[str, object],
 
   Returns:
     A :class:`MultiSourceSampler`.
+
+  Raises:
+    ValueError: sources whose tasks differ in shape, or probabilities naming unknown sources.
+
+  References:
+    Triantafillou et al., "Meta-Dataset", ICLR 2020 (Section 3.2: each episode from one source).
   """
   if not samplers:
     raise ValueError("samplers is empty; pass at least one {name: sampler}.")
