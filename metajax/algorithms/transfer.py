@@ -45,6 +45,7 @@ from metajax.algorithms.protonet import protonet
 from metajax.core._checks import check_labels, check_positive, check_steps, check_task_shapes
 from metajax.core.learner import Model
 from metajax.core.losses import accuracy, softmax_cross_entropy
+from metajax.core.masks import check_masks
 from metajax.core.meta_learner import MetaLearner, grad_of_task_loss
 from metajax.core.types import Array, PyTree, Task
 
@@ -457,8 +458,10 @@ def linear_probe(
     del meta_params
     return _linear_logits(head, prepare(features))
 
+  # Padded support rows reach fit with zero features and an out-of-range label (a zero target
+  # row), which adds exactly nothing to the summed objective: masks are supported.
   return _metric.build(embedding, name="linear_probe", ways=ways, batch_norm=batch_norm,
-                       flatten=True, init_extra=dict, fit=fit, score=score)
+                       flatten=True, init_extra=dict, fit=fit, score=score, masks=True)
 
 
 def nearest_centroid(
@@ -627,9 +630,8 @@ def pretrain(
   def check_task(tasks: Task) -> None:
     batched = np.ndim(tasks.support_y) > 1
     check_task_shapes(tasks, batched=batched)
-    if getattr(tasks, "support_mask", None) is not None or getattr(tasks, "query_mask", None) \
-        is not None:
-      raise ValueError("pretraining takes unpadded minibatches; drop support_mask/query_mask.")
+    check_masks(tasks, supported=False, name=f"pretrain+{evaluator.name}",
+                reason="pretraining takes unpadded minibatches")
     check_labels(tasks.support_y, classes, "support_y")
     check_labels(tasks.query_y, classes, "query_y")
 
