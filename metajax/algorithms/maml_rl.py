@@ -213,22 +213,29 @@ def dice_objective(policy: Policy, params: PyTree, episodes: Episodes, *, gamma:
 
 
 def reinforce_surrogate(policy: Policy, params: PyTree, episodes: Episodes, *, gamma: float,
-                        baseline: str) -> Array:
-  """REINFORCE surrogate ``mean_m sum_t l_t gamma^t (R_t - b_t)`` (advantages are constants).
+                        baseline: str, normalize: bool = True) -> Array:
+  """REINFORCE surrogate: the mean over all valid steps of ``l_t * A_t``, ``A_t`` constant.
 
-  Its gradient is the vanilla policy gradient; its value is not the return.
+  ``A_t = R_t - b_t`` (discounted return-to-go minus the baseline), centred and scaled to unit
+  variance over the batch when ``normalize`` (as rllab's sampler, which the MAML-RL code used,
+  does; without it a step size such as 0.1 is far too large for returns of -50). Its gradient is
+  the vanilla policy gradient direction; its value is not the return.
 
   References:
     Williams, "Simple statistical gradient-following algorithms for connectionist
     reinforcement learning", Machine Learning 8, 1992.
   """
   log_probs = _episode_log_probs(policy, params, episodes)
-  discount = _discounts(episodes.rewards.shape[-1], gamma)
   advantages = returns_to_go(episodes.rewards, gamma)
   if baseline == "linear":
     advantages = advantages - linear_feature_baseline(episodes, gamma)
+  count = jnp.maximum(jnp.sum(episodes.mask), 1.0)
+  if normalize:
+    mean = jnp.sum(advantages * episodes.mask) / count
+    std = jnp.sqrt(jnp.sum(jnp.square(advantages - mean) * episodes.mask) / count)
+    advantages = (advantages - mean) / (std + 1e-8)
   advantages = jax.lax.stop_gradient(advantages * episodes.mask)
-  return jnp.mean(jnp.sum(log_probs * discount * advantages, axis=-1))
+  return jnp.sum(log_probs * advantages) / count
 
 
 def _episode_log_probs(policy, params, episodes):
@@ -245,8 +252,8 @@ def _mean_return(episodes: Episodes, gamma: float) -> Array:
 
 def post_adaptation_objective(policy: Policy, meta_params: PyTree, inner: list[Episodes],
                               outer: Episodes, *, inner_lr: float, gamma: float, baseline: str,
-                              first_order: bool = False, score_term: bool = True
-                              ) -> tuple[Array, PyTree]:
+                              first_order: bool = False, score_term: bool = True,
+                              normalize_advantages: bool = True) -> tuple[Array, PyTree]:
   """The meta-objective for fixed samples: adapt on ``inner`` batches, score ``outer``.
 
   ``theta_{k+1} = theta_k + inner_lr * grad surrogate(theta_k; inner[k])`` (see
@@ -265,8 +272,8 @@ def post_adaptation_objective(policy: Policy, meta_params: PyTree, inner: list[E
   inner_log_prob = jnp.zeros(())
   for batch in inner:
     inner_log_prob = inner_log_prob + jnp.sum(_episode_log_probs(policy, params, batch))
-    grads = jax.grad(lambda p, b=batch: reinforce_surrogate(policy, p, b, gamma=gamma,
-                                                            baseline=baseline))(params)
+    grads = jax.grad(lambda p, b=batch: reinforce_surrogate(
+        policy, p, b, gamma=gamma, baseline=baseline, normalize=normalize_advantages))(params)
     if first_order:
       grads = jax.lax.stop_gradient(grads)
     params = jax.tree.map(lambda p, g: p + inner_lr * g, params, grads)
@@ -279,7 +286,8 @@ def post_adaptation_objective(policy: Policy, meta_params: PyTree, inner: list[E
 
 def maml_rl(env: Environment, policy: Policy | None = None, *, inner_lr: float = 0.1,
             steps: int = 1, episodes: int = 20, gamma: float = 0.99, baseline: str = "linear",
-            first_order: bool = False, score_term: bool = True, seed: int = 0) -> MetaLearner:
+            first_order: bool = False, score_term: bool = True, normalize_advantages: bool = True,
+            seed: int = 0) -> MetaLearner:
   """MAML-RL (Finn et al., 2017, Section 5.3) as a :class:`metajax.MetaLearner` over env tasks.
 
   The task is an environment-params pytree (``env.sample_task(key)``):
@@ -306,6 +314,7 @@ def maml_rl(env: Environment, policy: Policy | None = None, *, inner_lr: float =
     baseline: ``"linear"`` (linear feature baseline) or ``"none"``.
     first_order: first-order MAML-RL.
     score_term: include the inner-sampling score term (unbiased meta-gradient).
+    normalize_advantages: centre and scale the inner step's advantages (rllab, as the paper).
     seed: initialisation seed.
 
   Returns:
@@ -331,7 +340,8 @@ def maml_rl(env: Environment, policy: Policy | None = None, *, inner_lr: float =
   steps = check_steps(steps, "steps")
   episodes = check_steps(episodes, "episodes", minimum=1)
   policy = mlp_policy(env) if policy is None else policy
-  options = dict(inner_lr=inner_lr, gamma=gamma, baseline=baseline)
+  options = dict(inner_lr=inner_lr, gamma=gamma, baseline=baseline,
+                 normalize_advantages=normalize_advantages)
   train_steps = steps
 
   def init():
@@ -343,8 +353,8 @@ def maml_rl(env: Environment, policy: Policy | None = None, *, inner_lr: float =
     for k in range(n_steps):
       batch = sample_episodes(env, policy, params, task, jax.random.fold_in(key, k), episodes)
       batches.append(batch)
-      grads = jax.grad(lambda p, b=batch: reinforce_surrogate(policy, p, b, gamma=gamma,
-                                                              baseline=baseline))(params)
+      grads = jax.grad(lambda p, b=batch: reinforce_surrogate(
+          policy, p, b, gamma=gamma, baseline=baseline, normalize=normalize_advantages))(params)
       params = jax.tree.map(lambda p, g: p + inner_lr * g, params, grads)
     return batches, jax.lax.stop_gradient(params)
 
