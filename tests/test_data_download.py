@@ -14,6 +14,9 @@ import pytest
 from metajax.data import download_omniglot
 from metajax.data.download import download_file, sha256_of
 
+# Every test serves or copies the real archives: without them, skip (naming the download).
+pytestmark = pytest.mark.usefixtures("omniglot_root")
+
 
 class _RangeHandler(http.server.SimpleHTTPRequestHandler):
   """Serves files, honouring ``Range: bytes=N-`` unless ``ranges`` is off; logs Range headers."""

@@ -10,6 +10,7 @@ runs) normalise each set apart, so a few predictions may differ there.
 
 from __future__ import annotations
 
+import json
 import re
 
 import jax
@@ -75,6 +76,12 @@ def test_predict_matches_evaluate_on_the_same_episodes(proto_run, tmp_path, caps
     assert printed == pytest.approx(100 * accuracies[-1], abs=0.01)
   assert np.mean(accuracies) == pytest.approx(evaluated["accuracy"], abs=1e-6)  # float32
   assert evaluated["accuracy"] > 0.3  # trained: far above chance (0.2)
+
+
+def test_metric_run_says_why_it_has_no_adaptation_plot(proto_run):
+  summary = json.loads((proto_run / "summary.json").read_text())
+  assert not (proto_run / "adaptation.png").exists()
+  assert summary["adaptation_plot"].startswith("no adaptation.png: protonet takes no test-time")
 
 
 def test_load_run_restores_the_best_checkpoint(proto_run):
