@@ -7,7 +7,7 @@ import pytest
 
 from metajax.cli import main
 
-SUBCOMMANDS = ("sinusoid", "train", "evaluate", "bench", "data")
+SUBCOMMANDS = ("sinusoid", "train", "evaluate", "predict", "bench", "data")
 
 
 def test_top_level_help_lists_every_subcommand(capsys):
