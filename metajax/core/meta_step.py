@@ -57,6 +57,7 @@ import numpy as np
 import optax
 
 from metajax.core._checks import check_steps
+from metajax.core.masks import check_masks
 from metajax.core.meta_learner import MetaLearner, Metrics
 from metajax.core.types import Array, PRNGKey, PyTree, Task
 
@@ -319,6 +320,9 @@ def make_meta_step(
       # Shapes once per signature; label values on every call for host arrays (cheap there).
       signature = tuple((np.shape(a), getattr(a, "dtype", type(a))) for a in tasks)
       if signature not in checked or isinstance(tasks.support_y, np.ndarray):
+        # Central guard: a learner without mask support never trains on padding, whatever its
+        # own check_task does (see metajax.core.masks).
+        check_masks(tasks, supported=learner.supports_masks, name=learner.name)
         learner.check_task(tasks)
         checked.add(signature)
     if meta_step.batching is None:
