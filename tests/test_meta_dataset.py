@@ -282,3 +282,17 @@ def test_convert_command_names_the_sources():
   from metajax import cli
 
   assert cli.main(["data", "convert", "no_such_source"]) == 2
+
+
+def test_meta_step_refuses_masked_tasks_for_a_learner_without_mask_support():
+  """The central guard: even a learner whose own check_task ignores masks never trains on them."""
+  import optax
+
+  learner, _ = build("protonet")
+  learner = learner._replace(check_task=lambda tasks: None, supports_masks=False,
+                             name="custom")
+  padded = _batch(_shuffled_padding(first(classification_tasks(batch=1)), 2, 2))
+  meta_step = metajax.make_meta_step(learner, optax.sgd(0.1))
+  state = metajax.init_meta_state(learner, optax.sgd(0.1))
+  with pytest.raises(ValueError, match="custom does not support masked"):
+    meta_step(state, padded, jax.random.key(0))
