@@ -432,9 +432,10 @@ def meta_step(layout: Layout, learner: MetaLearner, optimizer, *, batching: str 
       learner.check_task(jax.tree.map(lambda x: x.addressable_data(0), tasks))
       checked.add(signature)
     state, metrics = step(state, tasks, key)
+    local_metrics.batching = step.batching
     return state, to_local(metrics)
 
-  local_metrics.mesh = step.mesh
+  local_metrics.mesh, local_metrics.batching = step.mesh, step.batching
   return local_metrics
 
 
