@@ -140,9 +140,6 @@ def test_maml_rl_meta_step_runs_on_point_navigation():
   state, metrics = step(state, jax.random.key(0))
   assert step._cache_size() == 1
   assert np.isfinite(float(metrics["loss"])) and int(state.step) == 2
-  out = learner.evaluate(state.params, env.sample_task(jax.random.key(3)), jax.random.key(4),
-                         steps=2)
-  assert out["returns"].shape == (3,)
 
 
 # --- PPO pieces against hand computation ------------------------------------------------------
@@ -193,7 +190,7 @@ def test_ppo_clipped_loss_matches_hand_computation():
 # --- Environments and their checks ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("env", [envs.bernoulli_bandit(arms=5, pulls=10), envs.tabular_mdp(),
+@pytest.mark.parametrize("env", [envs.bernoulli_bandit(arms=5, pulls=10),
                                  envs.point_navigation()], ids=lambda e: e.name)
 def test_builtin_envs_pass_check_env(env):
   envs.check_env(env)
@@ -202,6 +199,7 @@ def test_builtin_envs_pass_check_env(env):
 def test_tabular_mdp_task_distribution():
   env = envs.tabular_mdp()
   tasks = jax.jit(lambda key: envs.sample_tasks(env, key, 200))(jax.random.key(0))
+  envs.check_env(env, jax.tree.map(lambda a: a[0], tasks))  # (eager sampling is slow)
   np.testing.assert_allclose(tasks.transitions.sum(-1), 1.0, atol=1e-5)
   # Flat Dirichlet over 10 states: each probability has mean 1/10; mean rewards ~ N(1, 1).
   assert abs(float(tasks.transitions.mean()) - 0.1) < 1e-3
@@ -261,8 +259,12 @@ def test_gymnax_adapter():
     jax.tree.map(np.testing.assert_array_equal, s1, s2)
   env = envs.from_gymnax("BernoulliBandit-misc", episode_length=10)
   learner = rl2(env, episodes=2, hidden=8, tasks_per_step=4, minibatches=2, epochs=1)
-  state, metrics = learner.train_step(learner.init(jax.random.key(0)), jax.random.key(1))
-  assert learner.trial_length == 20 and np.isfinite(float(metrics["loss"]))
+  params = learner.init(jax.random.key(0)).params
+  trial = jax.jit(learner.rollout)(params, env.sample_task(jax.random.key(3)), jax.random.key(4))
+  assert learner.trial_length == 20 and trial.rewards.shape == (20,)
+  assert set(np.unique(np.asarray(trial.rewards))) <= {0.0, 1.0}
+  # The done flag fed to the GRU (last input) marks the episode boundary after step 10.
+  np.testing.assert_array_equal(np.asarray(trial.inputs[:, -1]), np.eye(20)[10])
 
 
 # --- RL² --------------------------------------------------------------------------------------
