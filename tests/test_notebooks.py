@@ -41,7 +41,7 @@ class ThisPythonKernelManager(KernelManager):
 def test_notebooks_exist():
   assert [p.name for p in NOTEBOOKS] == [
       "01_quickstart.ipynb", "02_omniglot.ipynb", "03_custom_algorithm.ipynb",
-      "04_benchmarks.ipynb"]
+      "04_benchmarks.ipynb", "05_meta_rl.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
