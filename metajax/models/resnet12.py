@@ -8,6 +8,7 @@ import jax
 from flax import nnx
 
 from metajax.core.learner import Model, from_nnx
+from metajax.models import _conv
 from metajax.models._pool import max_pool_2x2
 from metajax.models.conv4 import _norm_mask
 
@@ -20,15 +21,21 @@ class ResidualBlock(nnx.Module):
     in_channels: input channels.
     channels: output channels.
     slope: leaky ReLU negative slope (0.1 in Lee et al. 2019).
+    conv: convolution implementation, ``"auto"``, ``"xla"`` or ``"matmul"`` (see
+      :class:`ResNet12`).
     rngs: NNX random streams.
   """
 
-  def __init__(self, in_channels: int, channels: int, *, slope: float, rngs: nnx.Rngs):
+  def __init__(self, in_channels: int, channels: int, *, slope: float, conv: str = "auto",
+               rngs: nnx.Rngs):
     sizes = [in_channels, channels, channels, channels]
-    self.convs = nnx.List([nnx.Conv(a, b, (3, 3), padding="SAME", use_bias=False, rngs=rngs)
+    conv_fn = _conv.resolve(conv)
+    self.convs = nnx.List([nnx.Conv(a, b, (3, 3), padding="SAME", use_bias=False,
+                                    conv_general_dilated=conv_fn, rngs=rngs)
                            for a, b in zip(sizes[:-1], sizes[1:])])
     self.norms = nnx.List([nnx.BatchNorm(channels, momentum=0.9, rngs=rngs) for _ in range(3)])
-    self.shortcut = nnx.Conv(in_channels, channels, (1, 1), use_bias=False, rngs=rngs)
+    self.shortcut = nnx.Conv(in_channels, channels, (1, 1), use_bias=False,
+                             conv_general_dilated=conv_fn, rngs=rngs)
     self.shortcut_norm = nnx.BatchNorm(channels, momentum=0.9, rngs=rngs)
     self.slope = slope
 
@@ -59,7 +66,16 @@ class ResNet12(nnx.Module):
     slope: leaky ReLU negative slope.
     global_pool: average the final feature map over space.
     flatten: flatten the embedding (``False`` keeps ``[n, h, w, c]``; needs no pooling/head).
+    conv: convolution implementation, see ``metajax.models._conv.resolve``: ``"xla"``
+      (``lax.conv_general_dilated``), ``"matmul"`` (patches and matmuls, fast gradients inside
+      task loops on CPU) or ``"auto"`` (``"matmul"`` on CPU, ``"xla"`` elsewhere). All three
+      compute the same function with the same parameters.
     rngs: NNX random streams.
+
+  References:
+    Oreshkin, Rodriguez & Lacoste, "TADAM: Task dependent adaptive metric for improved few-shot
+    learning", NeurIPS 2018; Lee, Maji, Ravichandran & Soatto, "Meta-Learning with
+    Differentiable Convex Optimization", CVPR 2019 (MetaOptNet).
   """
 
   def __init__(
@@ -71,6 +87,7 @@ class ResNet12(nnx.Module):
       slope: float = 0.1,
       global_pool: bool = False,
       flatten: bool = True,
+      conv: str = "auto",
       rngs: nnx.Rngs,
   ):
     if len(input_shape) != 3:
@@ -86,7 +103,8 @@ class ResNet12(nnx.Module):
     if h * w == 0:
       raise ValueError(f"input_shape={tuple(input_shape)} is too small for 4 pooling blocks.")
     sizes = [int(input_shape[-1]), *(int(c) for c in widths)]
-    self.blocks = nnx.List([ResidualBlock(a, b, slope=slope, rngs=rngs)
+    _conv.resolve(conv)  # rejects an unknown ``conv`` before any layer is built
+    self.blocks = nnx.List([ResidualBlock(a, b, slope=slope, conv=conv, rngs=rngs)
                             for a, b in zip(sizes[:-1], sizes[1:])])
     self.global_pool, self.flatten = global_pool, flatten
     self.feature_shape = (1, 1, sizes[-1]) if global_pool else (h, w, sizes[-1])
@@ -113,6 +131,7 @@ def resnet12_model(
     widths: Sequence[int] = (64, 160, 320, 640),
     global_pool: bool = False,
     flatten: bool = True,
+    conv: str = "auto",
 ) -> Model:
   """A :class:`metajax.Model` for a :class:`ResNet12` network.
 
@@ -123,6 +142,7 @@ def resnet12_model(
     widths: block widths.
     global_pool: average-pool the final feature map.
     flatten: flatten the embedding.
+    conv: ``"auto"``, ``"xla"`` or ``"matmul"`` convolutions (see :class:`ResNet12`).
 
   Returns:
     The model; its state holds the BatchNorm statistics.
@@ -140,4 +160,5 @@ def resnet12_model(
     Optimization", CVPR 2019.
   """
   return from_nnx(ResNet12(outputs, input_shape=input_shape, widths=widths,
-                           global_pool=global_pool, flatten=flatten, rngs=nnx.Rngs(key)))
+                           global_pool=global_pool, flatten=flatten, conv=conv,
+                           rngs=nnx.Rngs(key)))
