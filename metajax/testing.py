@@ -42,6 +42,17 @@ def directional_derivatives(
   Returns:
     ``(analytic, numeric)``: arrays of ``directions`` directional derivatives,
     computed in float64 on the host for the differences.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> analytic, numeric = directional_derivatives(lambda p: jnp.sum(p ** 3), jnp.ones(3),
+    ...                                             jax.random.key(0))
+    >>> bool(jnp.allclose(analytic, numeric, rtol=1e-2))
+    True
+
+  References:
+    Nocedal & Wright, "Numerical Optimization", 2nd ed., Springer 2006, Section 8.1 (central
+    differences, error ``O(eps^2)``).
   """
   if grad is None:
     grad = jax.grad(fn)(params)
@@ -94,6 +105,18 @@ def check_meta_gradient(
 
   Raises:
     AssertionError: naming the direction and both values when they disagree.
+
+  Example:
+    MAML on a linear model, whose adapted loss is smooth:
+
+    >>> import metajax, jax, jax.numpy as jnp
+    >>> model = metajax.from_function(lambda p, x: x * p["w"], {"w": jnp.ones(1)})
+    >>> learner = metajax.maml(model, inner_lr=0.1, loss="mse")
+    >>> x = jnp.linspace(-1.0, 1.0, 4)[:, None]
+    >>> task = metajax.Task(x, 2 * x, x, 2 * x)
+    >>> analytic, numeric = check_meta_gradient(learner, learner.init(), task, jax.random.key(0))
+    >>> analytic.shape
+    (3,)
   """
   step = jnp.zeros([], jnp.int32)
   grads, _ = learner.task_grad(meta_params, task, key, step)

@@ -28,6 +28,16 @@ def multi_step_loss_weights(step: jax.Array, steps: int, anneal_steps: int) -> j
 
   Returns:
     ``[steps]`` weights summing to one.
+
+  Example:
+    >>> [round(float(w), 4) for w in multi_step_loss_weights(0, 3, 100)]
+    [0.3333, 0.3333, 0.3333]
+    >>> [round(float(w), 4) for w in multi_step_loss_weights(100, 3, 100)]
+    [0.01, 0.01, 0.98]
+
+  References:
+    Antoniou, Edwards & Storkey, "How to train your MAML", ICLR 2019, Section 4 (multi-step
+    loss optimisation). https://arxiv.org/abs/1810.09502
   """
   if steps == 0:
     return jnp.zeros([0])

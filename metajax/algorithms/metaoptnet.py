@@ -147,14 +147,14 @@ def metaoptnet(
   ``G = X X^T``; the weights are ``W = X^T alpha`` and the query logits ``scale * X_q W``, with
   ``scale`` meta-learned. The solver is not differentiated: ``alpha*(G)`` gets its gradient from
   the KKT conditions in fixed-point form, ``alpha = P(alpha - step * grad f(alpha))``, by the
-  implicit function theorem (:func:`metajax.core.implicit.implicit_root` with a dense solve:
+  implicit function theorem (``metajax.core.implicit.implicit_root`` with a dense solve:
   the system has ``n_support * ways`` unknowns). ``dual_ridge`` adds ``ridge * I`` to ``G``, as
   the authors' released code does (``1.0``), which makes the dual strongly convex so ``alpha*``
   and its derivative are unique; ``dual_ridge=0`` is the textbook SVM.
 
   Non-convergence is reported, not silent: ``metrics["svm_residual"]`` is the projected-gradient
   residual, and with ``on_failure="raise"`` a residual above ``tol`` after ``max_iters`` raises
-  (from inside ``jit``, see :func:`metajax.core.implicit.check_residual`), as does a backward
+  (from inside ``jit``, see ``metajax.core.implicit.check_residual``), as does a backward
   solve with relative residual above ``1e-3`` (``metrics["implicit_residual"]``).
 
   Args:

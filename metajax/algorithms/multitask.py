@@ -39,6 +39,17 @@ class MultiTaskHead(NamedTuple):
       layer with as many outputs as the task's classes).
     loss: ``"cross_entropy"`` (integer labels), ``"mse"`` (real targets) or a
       :class:`metajax.Loss`.
+
+  Example:
+    A regression head on 8 trunk features:
+
+    >>> import jax.numpy as jnp, metajax
+    >>> head = metajax.from_function(lambda p, h: h @ p["w"], {"w": jnp.zeros((8, 1))})
+    >>> MultiTaskHead(head, "mse").loss
+    'mse'
+
+  References:
+    Caruana, "Multitask Learning", Machine Learning 28, 1997.
   """
 
   model: Model
@@ -208,7 +219,24 @@ def multitask(
 
 def init_multitask_state(learner: MultiTaskLearner, optimizer: optax.GradientTransformation
                          ) -> MetaTrainState:
-  """The initial training state (step, params, optimizer state)."""
+  """The initial training state (step, params, optimizer state).
+
+  Args:
+    learner: a :class:`MultiTaskLearner` from :func:`multitask`.
+    optimizer: the optax transformation :func:`multitask_step` will use.
+
+  Returns:
+    A :class:`metajax.MetaTrainState` at step 0 holding ``learner.init()`` and the optimizer's
+    initial state.
+
+  Example:
+    >>> import jax.numpy as jnp, optax, metajax
+    >>> trunk = metajax.from_function(lambda p, x: x @ p["w"], {"w": jnp.zeros((3, 4))})
+    >>> head = metajax.from_function(lambda p, h: h @ p["w"], {"w": jnp.zeros((4, 2))})
+    >>> state = init_multitask_state(multitask(trunk, heads={"a": head}), optax.sgd(0.1))
+    >>> int(state.step), sorted(state.params)
+    (0, ['heads', 'trunk'])
+  """
   params = learner.init()
   return MetaTrainState(jnp.zeros([], jnp.int32), params, optimizer.init(params))
 
@@ -219,6 +247,16 @@ def multitask_step(learner: MultiTaskLearner, optimizer: optax.GradientTransform
 
   Every task's loss and gradient, their weighted sum and the optimizer update are one ``jit``
   call; the input state is donated. ``metrics`` also holds ``"grad_norm"``.
+
+  Args:
+    learner: a :class:`MultiTaskLearner` from :func:`multitask`.
+    optimizer: the optax transformation applied to the summed gradient.
+    donate: donate the input state's buffers to the update (do not reuse a state after passing
+      it to ``step``); ``False`` keeps them.
+
+  Returns:
+    ``step(state, batch) -> (state, metrics)``. ``batch`` is ``{task name: (x, y)}`` and is
+    checked (``ValueError``/``TypeError`` naming the task) the first time each shape is seen.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, metajax

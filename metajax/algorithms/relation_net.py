@@ -105,6 +105,22 @@ def relation_module_model(
 ) -> Model:
   """A :class:`metajax.Model` for a :class:`RelationModule`.
 
+  Args:
+    feature_shape: ``(h, w, c)`` of one embedding feature map (e.g. ``(5, 5, 64)`` for Conv-4
+      with two pooled blocks on 84x84 inputs, ``(7, 7, 64)`` on 28x28 Omniglot).
+    key: PRNG key for the initial weights.
+    filters: conv channels (64 in the paper).
+    hidden: hidden units (8 in the paper).
+    conv: convolution implementation: ``"auto"`` (the matmul convolution on CPU, XLA's
+      elsewhere), ``"matmul"`` or ``"xla"``.
+
+  Returns:
+    A :class:`metajax.Model` mapping pairs ``[m, h, w, 2c]`` (or a ``(queries, classes)`` tuple)
+    to ``[m]`` relation logits, for :func:`relation_net`.
+
+  Raises:
+    ValueError: when ``feature_shape`` is not ``(h, w, c)``.
+
   Example:
     >>> import jax
     >>> module = relation_module_model((7, 7, 64), jax.random.key(0))

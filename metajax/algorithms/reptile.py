@@ -86,6 +86,23 @@ def reptile_outer_optimizer(meta_step_size: float = 1.0, *, anneal_steps: int | 
 
   Returns:
     ``optax.sgd`` with a constant or linear schedule.
+
+  Raises:
+    ValueError: when ``meta_step_size`` is not positive.
+
+  Example:
+    Reptile's meta-gradient is ``theta - theta'``; a step of 0.5 moves half way toward ``theta'``:
+
+    >>> import jax.numpy as jnp
+    >>> outer = reptile_outer_optimizer(0.5)
+    >>> theta, adapted = jnp.array(1.0), jnp.array(3.0)
+    >>> updates, _ = outer.update(theta - adapted, outer.init(theta))
+    >>> float(theta + updates)
+    2.0
+
+  References:
+    Nichol, Achiam & Schulman, "On First-Order Meta-Learning Algorithms", 2018, Algorithm 2.
+    https://arxiv.org/abs/1803.02999
   """
   meta_step_size = check_positive(meta_step_size, "meta_step_size")
   if anneal_steps:

@@ -375,7 +375,14 @@ def fit_logistic_regression(
     tol: stop when the gradient norm is below this.
 
   Returns:
-    A :class:`LinearHead`.
+    A :class:`LinearHead`: ``weights [d, ways]``, the centred ``bias [ways]`` and the support
+    ``counts [ways]``.
+
+  References:
+    Tian, Wang, Krishnan, Tenenbaum & Isola, "Rethinking Few-Shot Image Classification: a Good
+    Embedding Is All You Need?", ECCV 2020 (the probe). Nocedal & Wright, "Numerical
+    Optimization", 2nd ed., Springer 2006, Section 7.1 (Newton-CG). Blondel et al., "Efficient
+    and Modular Implicit Differentiation", NeurIPS 2022 (gradients of the optimum).
   """
   d = features.shape[-1]
   targets = _metric.one_hot(labels, ways)
@@ -513,7 +520,19 @@ EVALUATORS: dict[str, Callable[..., MetaLearner]] = {
 
 
 def build_evaluator(name: str, embedding: Model, **kwargs) -> MetaLearner:
-  """The evaluator called ``name`` (a key of :data:`EVALUATORS`) over ``embedding``.
+  """The evaluator called ``name`` (a key of ``EVALUATORS``) over ``embedding``.
+
+  Args:
+    name: a key of ``metajax.algorithms.transfer.EVALUATORS``, e.g. ``"linear_probe"``,
+      ``"nearest_centroid"``, ``"baseline"`` or ``"baseline_plus_plus"``.
+    embedding: the embedding network, a :class:`metajax.Model`.
+    **kwargs: keyword arguments of that evaluator's factory (e.g. ``ways``, ``l2``).
+
+  Returns:
+    A :class:`metajax.MetaLearner` whose meta-parameters hold ``"embedding"``.
+
+  Raises:
+    ValueError: for a ``name`` that is not an evaluator.
 
   Example:
     >>> import jax, metajax

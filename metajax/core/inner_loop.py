@@ -20,6 +20,14 @@ class InnerLoopResult(NamedTuple):
     params: the adapted parameters after ``steps`` updates.
     losses: ``[steps]`` inner loss at the parameters *before* each update.
     observed: ``observe(params_after_step_i)`` stacked over the steps, or None.
+
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> result = inner_loop(lambda p: jnp.sum(p ** 2), jnp.ones(2), optax.sgd(0.25), steps=2)
+    >>> result.losses                      # before step 1 and before step 2
+    Array([2. , 0.5], dtype=float32)
+    >>> result.observed is None
+    True
   """
 
   params: PyTree

@@ -32,6 +32,12 @@ class Model(NamedTuple):
       batch ``x`` of one task.
     params: trainable parameter pytree of floating-point arrays.
     state: non-trainable state pytree (BatchNorm statistics); ``{}`` if none.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> model = Model(lambda p, s, x, *, train: (x * p["scale"], s), {"scale": jnp.array(2.0)}, {})
+    >>> model.apply(model.params, model.state, jnp.ones(3), train=False)[0]
+    Array([2., 2., 2.], dtype=float32)
   """
 
   apply: Callable[..., tuple[Array, PyTree]]

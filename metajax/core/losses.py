@@ -22,6 +22,16 @@ class Loss(NamedTuple):
       the boolean ``mask`` is True (padded episodes), or ``None``: learners then refuse masked
       tasks.
     masked_metrics: ``masked_metrics(outputs, targets, mask) -> dict``, likewise.
+
+  Example:
+    A mean absolute error for regression, usable wherever ``loss="mse"`` is:
+
+    >>> import jax.numpy as jnp
+    >>> mae = Loss(lambda o, y: jnp.mean(jnp.abs(o - y)), lambda o, y: {}, False)
+    >>> float(mae.value(jnp.array([[1.0], [3.0]]), jnp.array([[0.0], [0.0]])))
+    2.0
+    >>> mae.supports_masks
+    False
   """
 
   fn: Callable[[Array, Array], Array]
@@ -50,6 +60,24 @@ def softmax_cross_entropy(logits: Array, labels: Array, mask: Array | None = Non
   """Mean cross-entropy of ``logits [n, ways]`` against integer ``labels [n]``.
 
   With a boolean ``mask [n]``, the mean over the examples where it is True (padded episodes).
+
+  Args:
+    logits: unnormalised class scores, shape ``[n, ways]``.
+    labels: integer class labels in ``[0, ways)``, shape ``[n]``.
+    mask: optional boolean ``[n]``; only the True examples count (all count when ``None``).
+
+  Returns:
+    A scalar: the mean negative log-likelihood in nats.
+
+  Raises:
+    ValueError: when the shapes are not ``[n, ways]`` and ``[n]``.
+    TypeError: when ``labels`` are not integers.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> logits = jnp.zeros((2, 4))                  # uniform over 4 classes: loss log(4)
+    >>> round(float(softmax_cross_entropy(logits, jnp.array([0, 3]))), 4)
+    1.3863
   """
   if logits.ndim != 2 or labels.ndim != 1 or logits.shape[0] != labels.shape[0]:
     raise ValueError(
@@ -76,6 +104,25 @@ def mean_squared_error(predictions: Array, targets: Array, mask: Array | None = 
   """Mean squared error; shapes must match exactly (no silent broadcasting).
 
   With a boolean ``mask [n]``, the mean over the examples where it is True.
+
+  Args:
+    predictions: model outputs, e.g. ``[n, 1]``.
+    targets: targets of exactly the same shape.
+    mask: optional boolean ``[n]`` over the leading axis; only the True examples count.
+
+  Returns:
+    A scalar: the mean of the squared differences (in squared target units).
+
+  Raises:
+    ValueError: when ``predictions`` and ``targets`` differ in shape.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> float(mean_squared_error(jnp.array([[1.0], [3.0]]), jnp.array([[0.0], [0.0]])))
+    5.0
+    >>> float(mean_squared_error(jnp.array([[1.0], [3.0]]), jnp.array([[0.0], [0.0]]),
+    ...                          jnp.array([True, False])))
+    1.0
   """
   if predictions.shape != targets.shape:
     raise ValueError(
@@ -91,7 +138,22 @@ def mean_squared_error(predictions: Array, targets: Array, mask: Array | None = 
 
 
 def accuracy(logits: Array, labels: Array, mask: Array | None = None) -> Array:
-  """Fraction of ``argmax(logits)`` equal to ``labels`` (over the True entries of ``mask``)."""
+  """Fraction of ``argmax(logits)`` equal to ``labels`` (over the True entries of ``mask``).
+
+  Args:
+    logits: class scores, shape ``[n, ways]``.
+    labels: integer class labels, shape ``[n]``.
+    mask: optional boolean ``[n]``; only the True examples count.
+
+  Returns:
+    A float32 scalar in ``[0, 1]``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> logits = jnp.array([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]])
+    >>> round(float(accuracy(logits, jnp.array([0, 1, 1]))), 4)
+    0.6667
+  """
   return _masked_mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32), mask)
 
 

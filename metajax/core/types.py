@@ -32,6 +32,17 @@ class Task(NamedTuple):
     query_y: query labels or targets, ``[n_query]`` or ``[n_query, d]``.
     support_mask: ``[n_support]`` bool, True for real examples, or ``None`` (all real).
     query_mask: ``[n_query]`` bool, True for real examples, or ``None`` (all real).
+
+  Example:
+    A 2-way 1-shot task of 3-feature inputs with one query per class:
+
+    >>> import jax.numpy as jnp
+    >>> task = Task(jnp.zeros((2, 3)), jnp.array([0, 1]), jnp.ones((2, 3)), jnp.array([0, 1]))
+    >>> task.is_masked
+    False
+    >>> support_x, support_y, query_x, query_y = task[:4]
+    >>> query_x.shape
+    (2, 3)
   """
 
   support_x: Array

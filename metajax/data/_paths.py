@@ -73,6 +73,12 @@ def cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 
   Returns:
     An existing folder.
+
+  Example:
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp()) / "metajax-cache"
+    >>> cache_dir(folder) == folder and folder.is_dir()
+    True
   """
   if cache_dir is None:
     cache_dir = os.environ.get(_CACHE_ENV) or Path.home() / ".cache" / "metajax"

@@ -62,7 +62,13 @@ def random_flip(key: jax.Array, image: jax.Array) -> jax.Array:
     image: ``[H, W, C]``.
 
   Returns:
-    The image, flipped or not.
+    The image, flipped or not (same shape and dtype).
+
+  Example:
+    >>> image = jnp.arange(3.0).reshape(1, 3, 1)    # one row of three pixels
+    >>> outcomes = {tuple(random_flip(jax.random.key(i), image).ravel().tolist()) for i in range(8)}
+    >>> sorted(outcomes)
+    [(0.0, 1.0, 2.0), (2.0, 1.0, 0.0)]
   """
   return jnp.where(jax.random.bernoulli(key), image[:, ::-1], image)
 

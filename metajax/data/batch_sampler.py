@@ -44,6 +44,19 @@ class BatchSampler:
     batch_size: minibatches ("tasks") per batch, the task axis.
     image_shape: ``(H, W, C)``.
     augment: per-image ``augment(key, image) -> image`` on float32 [0, 1] images, or ``None``.
+
+  Example:
+    >>> import numpy as np
+    >>> from metajax.data import from_labels
+    >>> data = from_labels(np.zeros((5, 4, 4, 1), np.uint8), [0, 0, 1, 1, 1], ["a", "b"])
+    >>> sampler = batch_sampler(data, classes=2, shots=1, queries=1, batch_size=3)
+    >>> sampler.counts.tolist(), sampler.index_table.shape, sampler.image_shape
+    ([2, 3], (2, 3), (4, 4, 1))
+
+  References:
+    Chen, Liu, Kira, Wang & Huang, "A Closer Look at Few-shot Classification", ICLR 2019; Tian,
+    Wang, Krishnan, Tenenbaum & Isola, "Rethinking Few-Shot Image Classification: a Good
+    Embedding Is All You Need?", ECCV 2020 (pretraining on all base classes).
   """
 
   images: jax.Array
@@ -99,7 +112,7 @@ def batch_sampler(
     queries: images per class in the query part.
     batch_size: minibatches per batch (the task axis; each is one "task" of the meta-step, with
       its own BatchNorm statistics).
-    augment: optional per-image augmentation (see :mod:`metajax.data.augment`).
+    augment: optional per-image augmentation (see ``metajax.data.augment``).
     device: where to keep the images; the default device when ``None``.
 
   Returns:

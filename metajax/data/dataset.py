@@ -96,6 +96,17 @@ def from_class_lists(
 
   Returns:
     A dense dataset when all counts are equal, else an indexed one.
+
+  Raises:
+    ValueError: when the number of arrays and of class names differ.
+
+  Example:
+    >>> two = np.zeros((2, 4, 4, 1), np.uint8)
+    >>> from_class_lists([two, two], ["a", "b"]).is_dense
+    True
+    >>> ds = from_class_lists([two, np.zeros((3, 4, 4, 1), np.uint8)], ["a", "b"])
+    >>> ds.is_dense, ds.examples_per_class, ds.images.shape
+    (False, (2, 3), (5, 4, 4, 1))
   """
   if len(per_class) != len(class_names):
     raise ValueError(f"got {len(per_class)} image arrays but {len(class_names)} class names")
@@ -126,6 +137,15 @@ def from_labels(
 
   Returns:
     A dense dataset when all classes have the same count, else an indexed one.
+
+  Raises:
+    ValueError: when ``images`` are not uint8, or ``labels`` do not match them in length or lie
+      outside ``[0, len(class_names))``.
+
+  Example:
+    >>> ds = from_labels(np.zeros((4, 3, 3), np.uint8), [1, 0, 1, 0], ["cat", "dog"])
+    >>> ds.is_dense, ds.images.shape
+    (True, (2, 2, 3, 3, 1))
   """
   images = np.asarray(images)
   if images.ndim == 3:

@@ -60,6 +60,21 @@ def download_file(
     ValueError: when the checksum differs (the ``.part`` file is deleted).
     urllib.error.URLError: when the server cannot be reached (the ``.part`` file is kept for a
       later resume).
+
+  Example:
+    A ``file://`` URL stands in for a server here:
+
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> source = folder / "source.txt"
+    >>> source.write_text("hello")
+    5
+    >>> copy = download_file(source.as_uri(), folder / "copy.txt", sha256=sha256_of(source))
+    >>> copy.read_text()
+    'hello'
+
+  References:
+    RFC 9110, "HTTP Semantics", Section 14 (range requests, status 206 and 416), 2022.
   """
   path = Path(path)
   if path.is_file() and (sha256 is None or sha256_of(path) == sha256):

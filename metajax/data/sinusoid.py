@@ -13,7 +13,20 @@ from metajax.core.types import Array, PRNGKey, Task
 
 
 class SinusoidParams(NamedTuple):
-  """Amplitude and phase of each task in a batch, ``[batch_size]`` each."""
+  """Amplitude and phase of each task in a batch, ``[batch_size]`` each.
+
+  Attributes:
+    amplitude: ``[batch_size]`` amplitudes ``A`` (MAML draws them from ``[0.1, 5.0]``).
+    phase: ``[batch_size]`` phases in radians (MAML: ``[0, pi]``).
+
+  Example:
+    >>> params = SinusoidParams(jnp.array([2.0]), jnp.array([0.0]))   # y = 2 sin(x)
+    >>> sinusoid(params, jnp.full((1, 1, 1), math.pi / 2))
+    Array([[[2.]]], dtype=float32)
+
+  References:
+    Finn, Abbeel & Levine, ICML 2017, Section 5.1.
+  """
 
   amplitude: Array
   phase: Array
@@ -26,7 +39,25 @@ def sinusoid_params(
     amplitude_range: tuple[float, float] = (0.1, 5.0),
     phase_range: tuple[float, float] = (0.0, math.pi),
 ) -> SinusoidParams:
-  """Draws amplitudes and phases uniformly, as in MAML's sinusoid experiment."""
+  """Draws amplitudes and phases uniformly, as in MAML's sinusoid experiment.
+
+  Args:
+    key: PRNG key.
+    batch_size: number of tasks.
+    amplitude_range: ``A`` is uniform in this interval (MAML: ``[0.1, 5.0]``).
+    phase_range: the phase (radians) is uniform in this interval (MAML: ``[0, pi]``).
+
+  Returns:
+    :class:`SinusoidParams` with ``[batch_size]`` amplitudes and phases.
+
+  Example:
+    >>> params = sinusoid_params(jax.random.key(0), 4)
+    >>> params.amplitude.shape, bool(((params.amplitude >= 0.1) & (params.amplitude <= 5)).all())
+    ((4,), True)
+
+  References:
+    Finn, Abbeel & Levine, ICML 2017, Section 5.1.
+  """
   amp_key, phase_key = jax.random.split(key)
   amplitude = jax.random.uniform(amp_key, [batch_size], minval=amplitude_range[0],
                                  maxval=amplitude_range[1])
@@ -84,5 +115,22 @@ def sinusoid_tasks(
 
 
 def sinusoid(params: SinusoidParams, x: Array) -> Array:
-  """Evaluates each task's sinusoid at ``x [batch_size, n, 1]``."""
+  """Evaluates each task's sinusoid at ``x [batch_size, n, 1]``.
+
+  Args:
+    params: the ``[batch_size]`` amplitudes and phases.
+    x: inputs ``[batch_size, n, 1]``; row ``b`` is evaluated with task ``b``'s parameters.
+
+  Returns:
+    ``y = A_b sin(x - phase_b)``, ``[batch_size, n, 1]``.
+
+  Example:
+    >>> params = SinusoidParams(jnp.array([1.0, 3.0]), jnp.array([0.0, math.pi / 2]))
+    >>> x = jnp.zeros((2, 1, 1))
+    >>> [round(float(y), 4) for y in sinusoid(params, x).ravel()]   # sin(0) and 3 sin(-pi/2)
+    [0.0, -3.0]
+
+  References:
+    Finn, Abbeel & Levine, ICML 2017, Section 5.1.
+  """
   return params.amplitude[:, None, None] * jnp.sin(x - params.phase[:, None, None])

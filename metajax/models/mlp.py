@@ -18,6 +18,14 @@ class MLP(nnx.Module):
     hidden: hidden layer widths, e.g. ``[40, 40]`` for MAML's sinusoid network.
     outputs: output features (1 for regression, ``ways`` for classification).
     rngs: NNX random streams.
+
+  Attributes:
+    layers: the hidden ``nnx.Linear`` layers, each followed by a ReLU.
+    head: the output ``nnx.Linear`` layer (no activation).
+
+  References:
+    Finn, Abbeel & Levine, "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks",
+    ICML 2017, Section 5.1 (the ``[40, 40]`` ReLU network for sinusoid regression).
   """
 
   def __init__(self, input_dim: int, hidden: Sequence[int], outputs: int, *, rngs: nnx.Rngs):
@@ -34,6 +42,16 @@ class MLP(nnx.Module):
 
 def mlp_model(hidden: Sequence[int], outputs: int, key: jax.Array, *, input_dim: int) -> Model:
   """A :class:`metajax.Model` for an :class:`MLP`.
+
+  Args:
+    hidden: hidden layer widths, e.g. ``[40, 40]`` (MAML's sinusoid network); ``[]`` gives a
+      linear model.
+    outputs: output features (1 for regression, ``ways`` for classification).
+    key: PRNG key for initialisation.
+    input_dim: input features; inputs ``[n, ...]`` are flattened to ``[n, input_dim]``.
+
+  Returns:
+    The model (stateless: ``state`` holds no BatchNorm statistics); outputs are ``[n, outputs]``.
 
   Example:
     >>> model = mlp_model([40, 40], 1, jax.random.key(0), input_dim=1)

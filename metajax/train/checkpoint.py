@@ -29,7 +29,13 @@ VAL_METRIC = "val_accuracy"
 
 
 class CheckpointError(RuntimeError):
-  """No checkpoint of a run could be restored."""
+  """No checkpoint of a run could be restored.
+
+  Raised by ``Checkpointer.restore`` when a checkpoint is unreadable or its arrays do not match
+  the sha256 digest saved with them, and by :func:`metajax.train.train` (resuming) and
+  :func:`metajax.train.load_run` when a run's checkpoints exist but none can be restored. The
+  message names the checkpoint directory.
+  """
 
 
 def state_digest(state: Any) -> str:

@@ -166,6 +166,16 @@ def classify_folders(run_dir: str | os.PathLike, support: str | os.PathLike,
   Raises:
     ValueError: when a folder is missing or empty, a class has no image, or the learner cannot
       take that many classes (a gradient-based learner's head is fixed).
+
+  Example:
+    With ``support/cat/1.png``, ``support/dog/1.png`` and a folder ``query/`` of images:
+
+    >>> classes, predictions = classify_folders("runs/protonet_omniglot_5w1s", "support",
+    ...                                         "query")  # doctest: +SKIP
+
+  References:
+    Vinyals et al., "Matching Networks for One Shot Learning", NeurIPS 2016 (classifying new
+    classes from a few labelled support examples, the task the run was meta-trained for).
   """
   support, query = Path(support), Path(query)
   for name, folder in (("support", support), ("query", query)):
