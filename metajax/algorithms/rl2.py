@@ -80,7 +80,8 @@ def gru_cell(params: dict[str, Array], h: Array, x: Array) -> Array:
 def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: int = 64,
         learning_rate: float = 3e-4, gamma: float = 0.99, gae_lambda: float = 0.95,
         clip_eps: float = 0.2, value_coef: float = 0.5, entropy_coef: float = 0.01,
-        epochs: int = 4, minibatches: int = 4, max_grad_norm: float = 0.5) -> RL2:
+        epochs: int = 4, minibatches: int = 4, max_grad_norm: float = 0.5,
+        reward_scale: float = 1.0) -> RL2:
   """RL² (Duan et al., 2016): a GRU policy whose hidden state is the fast learner.
 
   At each step the GRU sees ``(observation, one-hot previous action, previous
@@ -105,6 +106,9 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     epochs: PPO epochs per training step.
     minibatches: minibatches per epoch (``tasks_per_step`` must be divisible).
     max_grad_norm: global gradient-norm clip.
+    reward_scale: rewards are multiplied by it for the value targets and advantages only
+      (keep value targets near unit scale: a tabular-MDP trial returns ~100, and an unscaled
+      value loss then eats the clipped gradient norm); metrics report unscaled rewards.
 
   Returns:
     An :class:`RL2`.
@@ -218,7 +222,7 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     trials = jax.vmap(rollout, in_axes=(None, 0, 0))(
         state.params, tasks, jax.random.split(k_roll, tasks_per_step))
     advantages, returns = jax.vmap(
-        lambda r, v: gae_advantages(r, v, dones, jnp.zeros(()), gamma=gamma,
+        lambda r, v: gae_advantages(reward_scale * r, v, dones, jnp.zeros(()), gamma=gamma,
                                     gae_lambda=gae_lambda))(trials.rewards, trials.values)
     data = (trials, advantages, returns)
     size = tasks_per_step // minibatches
