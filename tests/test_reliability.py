@@ -414,6 +414,8 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
       (["train", str(config), "algorithm_kwargs.inner_lr=abc"], "inner_lr' must be a number"),
       (["train", str(config), "optimizer_kwargs.decay_every=0"], "decay_every' must be a pos"),
       (["evaluate", str(tmp_path), "--checkpoint", "abc"], "'best', 'last' or a step number"),
+      (["evaluate", str(tmp_path), "--episodes", "0"], "episodes must be an integer >= 1"),
+      (["evaluate", str(tmp_path), "--ways", "1"], "ways must be an integer >= 2"),
   ]
   for argv, message in cases:
     code = main(argv)
