@@ -5,7 +5,7 @@ the Conv-4 embedding (64 filters, 2x2 max-pooling, 64-d), then attention (64, 32
 of 128-filter dense blocks, attention (256, 128), a TC block, attention (512, 256) and a linear
 read-out, over the sequence of the ``ways * shots`` support steps (embedding and one-hot label,
 in a random order) and one query step (label zeroed). Every query of an episode is appended to
-the support sequence on its own (vmapped). The label inputs and outputs are ``ways`` wide, so a
+the support sequence on its own. The label inputs and outputs are ``ways`` wide, so a
 model trains and tests with the same ways. 8 episodes per step with 5 queries per class (the
 paper scores one query per sequence), Adam 1e-3 halved every 5,000 steps, 20,000 steps.
 

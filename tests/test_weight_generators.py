@@ -225,9 +225,17 @@ def test_snail_is_causal_and_reads_each_query_on_its_own():
   model = Snail(5, 3, length=6, filters=4, attention=((4, 4), (4, 4)), rngs=metajax_rngs())
   sequence = jax.random.normal(jax.random.key(0), (6, 5))
   changed = sequence.at[4].add(3.0)
-  out, out_changed = model(sequence), model(changed)
+  out, out_changed = model.sequence(sequence), model.sequence(changed)
   np.testing.assert_allclose(out[:4], out_changed[:4], rtol=1e-6)
   assert not np.allclose(out[4:], out_changed[4:])
+  # Running the support steps once and extending them by each query gives, for every query, the
+  # last output of the whole sequence support + query (dilations 1, 2, 4 reach before the start
+  # for short supports: 1 and 5 support steps).
+  queries = jax.random.normal(jax.random.key(1), (3, 5))
+  for n in (1, 5):
+    naive = jnp.stack([model.sequence(jnp.concatenate([sequence[:n], q[None]]))[-1]
+                       for q in queries])
+    np.testing.assert_allclose(model((sequence[:n], queries)), naive, rtol=1e-5, atol=1e-6)
 
   learner = snail(shots=2)
   task = first(classification_tasks())

@@ -25,9 +25,25 @@ class DenseBlock(nnx.Module):
   def __init__(self, channels: int, filters: int, dilation: int, *, rngs: nnx.Rngs):
     self.conv = nnx.Conv(channels, 2 * filters, kernel_size=(2,), kernel_dilation=(dilation,),
                          padding="CAUSAL", rngs=rngs)
+    self.dilation = dilation
 
   def __call__(self, x: Array) -> Array:
-    values, gates = jnp.split(self.conv(x), 2, axis=-1)
+    return self._gate(x, self.conv(x))
+
+  def extend(self, support: Array, queries: Array) -> Array:
+    """The output at one more step after ``support``, for each row of ``queries`` on its own.
+
+    The causal kernel reads the step ``dilation`` back (``kernel[0]``) and the step itself
+    (``kernel[1]``); before the sequence start it reads zeros, as ``"CAUSAL"`` padding does.
+    """
+    kernel, bias = self.conv.kernel[...], self.conv.bias[...]
+    n = support.shape[0]
+    back = support[n - self.dilation] if n >= self.dilation else jnp.zeros_like(support[0])
+    return self._gate(queries, back @ kernel[0] + queries @ kernel[1] + bias)
+
+  @staticmethod
+  def _gate(x: Array, convolved: Array) -> Array:
+    values, gates = jnp.split(convolved, 2, axis=-1)
     return jnp.concatenate([x, jnp.tanh(values) * jax.nn.sigmoid(gates)], axis=-1)
 
 
@@ -47,12 +63,27 @@ class AttentionBlock(nnx.Module):
     weights = jax.nn.softmax(jnp.where(causal, logits, -1e30), axis=-1)
     return jnp.concatenate([x, weights @ self.value(x)], axis=-1)
 
+  def extend(self, support: Array, queries: Array) -> Array:
+    """The output at one more step after ``support``, for each row of ``queries`` on its own:
+    each query attends to every support step and to itself."""
+    query = self.query(queries) / math.sqrt(self.key_size)
+    to_support = query @ self.key(support).T
+    to_itself = jnp.sum(query * self.key(queries), axis=-1, keepdims=True)
+    weights = jax.nn.softmax(jnp.concatenate([to_support, to_itself], axis=-1), axis=-1)
+    read = weights[:, :-1] @ self.value(support) + weights[:, -1:] * self.value(queries)
+    return jnp.concatenate([queries, read], axis=-1)
+
 
 class Snail(nnx.Module):
   """SNAIL's sequence model: attention, TC block, attention, TC block, attention, linear read-out.
 
   A TC block is ``ceil(log2 T)`` dense blocks with dilations ``1, 2, 4, ...`` (Mishra et al.,
   Sec. 3 and Appendix), so the convolutions see the whole sequence of length ``T``.
+  :meth:`sequence` runs the causal model over one sequence ``[T, channels]``. Calling the module
+  on ``(support [n, channels], queries [q, channels])`` gives, for each query, the output at the
+  step appended after the support steps, as ``sequence(concat(support, query))[-1]`` would,
+  without re-running the support steps per query: the model is causal, so every layer's support
+  activations do not depend on the query, and each query adds one step per layer.
 
   Args:
     channels: input channels per step (embedding size + ways).
@@ -77,10 +108,17 @@ class Snail(nnx.Module):
     self.layers = nnx.List(layers)
     self.readout = nnx.Linear(channels, ways, rngs=rngs)
 
-  def __call__(self, sequence: Array) -> Array:
+  def sequence(self, steps: Array) -> Array:
+    """``[T, ways]`` outputs at every step of one causal sequence ``[T, channels]``."""
     for layer in self.layers:
-      sequence = layer(sequence)
-    return self.readout(sequence)
+      steps = layer(steps)
+    return self.readout(steps)
+
+  def __call__(self, inputs: tuple[Array, Array]) -> Array:
+    support, queries = inputs
+    for layer in self.layers:
+      support, queries = layer(support), layer.extend(support, queries)
+    return self.readout(queries)
 
 
 class SupportSequence(NamedTuple):
@@ -111,8 +149,9 @@ def snail(
   Each support example is one step of a sequence, its embedding concatenated with its one-hot
   label; the query is the last step, with its label slot zeroed, and the sequence model's output
   at that step are the query's logits (Mishra et al., Sec. 4.2). Queries are classified
-  independently: each is appended to the same support sequence (``jax.vmap`` over the queries),
-  so no query sees another. The model is causal, so a support step never sees the query. The
+  independently: each is appended on its own to the same support sequence, so no query sees
+  another. The model is causal, so a support step never sees the query, and the support steps
+  are run once for all queries (see :class:`Snail`). The
   embedding and the sequence model are trained end to end by the query cross-entropy. With
   ``shuffle`` the support steps are read in a random order drawn from the task's key (every
   call that has a key: ``task_loss``, and ``adapt``/``evaluate`` when given one), since episodes
@@ -174,12 +213,8 @@ def snail(
   def score(meta_params, support, query_features):
     blank = jnp.zeros((query_features.shape[0], ways), query_features.dtype)
     queries = jnp.concatenate([query_features, blank], axis=-1)
-
-    def read(query):
-      sequence = jnp.concatenate([support.steps, query[None]], axis=0)
-      return sequence_model.apply(meta_params["snail"], sequence_model.state, sequence)[0][-1]
-
-    return jax.vmap(read)(queries)
+    return sequence_model.apply(meta_params["snail"], sequence_model.state,
+                                (support.steps, queries))[0]
 
   return _amortized.build(embedding, name="snail", ways=ways, batch_norm=batch_norm,
                           init_extra=init_extra, fit=fit, score=score)
