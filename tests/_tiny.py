@@ -24,10 +24,10 @@ def regression_task(key: int = 1, features: int = FEATURES, n: int = 6) -> metaj
       jax.random.normal(k[2], (n, features)), jax.random.normal(k[3], (n, 1)))
 
 
-def tanh_classifier(key: int = 0, hidden: int = 8) -> metajax.Model:
+def tanh_classifier(key: int = 0, hidden: int = 8, inputs: int = FEATURES) -> metajax.Model:
   """A smooth two-layer classifier (tanh keeps finite differences accurate)."""
   k1, k2 = jax.random.split(jax.random.key(key))
-  params = {"body": {"w": jax.random.normal(k1, (FEATURES, hidden)) * 0.5,
+  params = {"body": {"w": jax.random.normal(k1, (inputs, hidden)) * 0.5,
                      "b": jnp.zeros(hidden)},
             "head": {"w": jax.random.normal(k2, (hidden, WAYS)) * 0.5, "b": jnp.zeros(WAYS)}}
 
