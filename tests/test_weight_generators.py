@@ -16,7 +16,7 @@ import pytest
 from _tiny import WAYS, classification_tasks, first, tanh_classifier
 
 import metajax
-from metajax.algorithms.snail import Snail
+from metajax.algorithms.snail import DenseBlock, Snail
 from metajax.algorithms.versa import predictive_log_probabilities, sample_heads
 from metajax.train import config as config_lib
 from metajax.train import registry
@@ -228,6 +228,12 @@ def test_snail_is_causal_and_reads_each_query_on_its_own():
   out, out_changed = model.sequence(sequence), model.sequence(changed)
   np.testing.assert_allclose(out[:4], out_changed[:4], rtol=1e-6)
   assert not np.allclose(out[4:], out_changed[4:])
+  # Each dense block's two matmuls are its causal dilated convolution.
+  for block in model.layers:
+    if isinstance(block, DenseBlock):
+      x = jax.random.normal(jax.random.key(2), (6, block.conv.in_features))
+      np.testing.assert_allclose(block(x), DenseBlock._gate(x, block.conv(x)), rtol=1e-5,
+                                 atol=1e-6)
   # Running the support steps once and extending them by each query gives, for every query, the
   # last output of the whole sequence support + query (dilations 1, 2, 4 reach before the start
   # for short supports: 1 and 5 support steps).

@@ -28,7 +28,11 @@ class DenseBlock(nnx.Module):
     self.dilation = dilation
 
   def __call__(self, x: Array) -> Array:
-    return self._gate(x, self.conv(x))
+    # The causal convolution as two matmuls: XLA's CPU compiler takes minutes over the dilated
+    # 1-D convolution of ~1,000 channels, and seconds over this.
+    kernel, bias = self.conv.kernel[...], self.conv.bias[...]
+    back = jnp.pad(x, ((self.dilation, 0), (0, 0)))[:x.shape[0]]
+    return self._gate(x, back @ kernel[0] + x @ kernel[1] + bias)
 
   def extend(self, support: Array, queries: Array) -> Array:
     """The output at one more step after ``support``, for each row of ``queries`` on its own.
