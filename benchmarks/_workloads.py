@@ -22,12 +22,13 @@ class Workload:
     name: identifier used by ``--workloads``.
     title: human-readable description.
     algorithm: ``"maml"``, ``"fomaml"``, ``"reptile"`` or ``"protonet"``.
-    model: ``"mlp"`` (sinusoid) or ``"conv4"``.
+    model: ``"mlp"`` (sinusoid), ``"conv4"`` or ``"resnet12"``.
     ways, shots, queries: episode shape (per class); sinusoid: shots/queries points.
     steps: inner steps.
     meta_batch: tasks per meta-step.
     input_shape: ``(H, W, C)`` images.
     filters: Conv-4 width.
+    widths: ResNet-12 block widths.
     pooling: Conv-4 ``"stride"`` (MAML Omniglot) or ``"max"``.
     inner_lr: inner SGD step size.
   """
@@ -43,6 +44,7 @@ class Workload:
   meta_batch: int
   input_shape: tuple[int, int, int] = (28, 28, 1)
   filters: int = 64
+  widths: tuple[int, int, int, int] = (64, 160, 320, 640)
   pooling: str = "stride"
   inner_lr: float = 0.4
 
@@ -70,6 +72,12 @@ WORKLOADS = {w.name: w for w in [
     Workload("mini_maml_5w1s", "84x84 RGB MAML 5w1s15q, Conv-4 32 (max-pool), 5 steps, B=4",
              "maml", "conv4", 5, 1, 15, 5, 4, input_shape=(84, 84, 3), filters=32,
              pooling="max", inner_lr=0.01),
+    Workload("mini_protonet_resnet12_5w5s",
+             "84x84 RGB ProtoNet 5w5s15q, ResNet-12 64-160-320-640, B=1", "protonet", "resnet12",
+             5, 5, 15, 0, 1, input_shape=(84, 84, 3)),
+    Workload("mini_maml_resnet12_5w1s",
+             "84x84 RGB MAML 5w1s15q, ResNet-12 64-160-320-640, 5 steps, B=2", "maml",
+             "resnet12", 5, 1, 15, 5, 2, input_shape=(84, 84, 3), inner_lr=0.01),
 ]}
 
 
@@ -90,7 +98,7 @@ def make_tasks(workload: Workload, seed: int = 0) -> metajax.Task:
 
 
 def make_model(workload: Workload, *, conv: str = "auto", seed: int = 1) -> metajax.Model:
-  """The metajax model; ``conv`` is Conv-4's ``"xla"``, ``"matmul"`` or ``"auto"`` convolution."""
+  """The metajax model; ``conv`` is the ``"xla"``, ``"matmul"`` or ``"auto"`` convolution."""
   w = workload
   key = jax.random.key(seed)
   if w.model == "mlp":
@@ -98,6 +106,10 @@ def make_model(workload: Workload, *, conv: str = "auto", seed: int = 1) -> meta
   from flax import nnx
 
   outputs = None if w.algorithm == "protonet" else w.ways
+  if w.model == "resnet12":
+    module = metajax.models.ResNet12(outputs, input_shape=w.input_shape, widths=w.widths,
+                                     conv=conv, rngs=nnx.Rngs(key))
+    return metajax.from_nnx(module)
   module = metajax.models.Conv4(outputs, input_shape=w.input_shape, filters=w.filters,
                                 pooling=w.pooling, conv=conv, rngs=nnx.Rngs(key))
   return metajax.from_nnx(module)

@@ -108,7 +108,7 @@ def run_metajax(workload, variant: str, repeats: int, target_s: float, bf16: boo
 
   rate, n_calls = _timed_rates(call, jax.block_until_ready, repeats, target_s)
   return {"steps_per_s": rate, "calls_per_run": n_calls, "compile_s": compile_s,
-          "batching": mode, "conv": conv if workload.model == "conv4" else None,
+          "batching": mode, "conv": conv if workload.model != "mlp" else None,
           "backend": jax.default_backend(),
           "xla_temp_mib": memory.temp_size_in_bytes / 2**20 if memory else None,
           "xla_argument_mib": memory.argument_size_in_bytes / 2**20 if memory else None,
@@ -127,12 +127,15 @@ def run_torch(workload, variant: str, repeats: int, target_s: float, bf16: bool 
   jax_model = _workloads.make_model(w, conv="xla")
   if w.model == "mlp":
     module = torch_impl.MLP([1, 40, 40, 1])
+  elif w.model == "resnet12":
+    module = torch_impl.ResNet12(None if w.algorithm == "protonet" else w.ways, w.input_shape,
+                                 w.widths)
   else:
     module = torch_impl.Conv4(None if w.algorithm == "protonet" else w.ways, w.input_shape,
                               w.filters, w.pooling)
   module = module.to(device)
   params = torch_impl.params_from_metajax(module, jax.device_get(jax_model.params), device)
-  tasks = torch_impl.to_torch_tasks(_workloads.make_tasks(w), images=w.model == "conv4",
+  tasks = torch_impl.to_torch_tasks(_workloads.make_tasks(w), images=w.model != "mlp",
                                     device=device)
   step = torch_impl.make_meta_step(
       module, params, tasks, algorithm=w.algorithm, inner_lr=w.inner_lr, steps=w.steps,

@@ -6,13 +6,13 @@ Two variants of every meta-step, both with ``torch.func.functional_call`` and ``
   (second order through the inner ``grad`` unless first-order), summed, one Adam step.
 * ``vmap``: ``torch.func.vmap(grad(task_loss))`` over the task axis.
 
-Models mirror metajax's (``metajax.models.mlp_model`` and ``conv4_model``): NCHW layout, the same
-asymmetric 'SAME' padding as XLA, BatchNorm on batch statistics, and weights copied from the
-metajax model (:func:`params_from_metajax`), so the first meta-step's loss matches metajax's.
-Needs the ``bench`` extra (``pip install torch``; the CPU build is enough). Every function takes
-a ``device`` (``"cpu"`` or ``"cuda"``); :func:`make_meta_step`'s ``bf16=True`` runs the forward and
-backward passes under ``torch.autocast(dtype=torch.bfloat16)`` (weights and optimizer state stay
-float32), the counterpart of ``run_all.py --bf16`` on the JAX side.
+Models mirror metajax's (``metajax.models.mlp_model``, ``conv4_model`` and ``resnet12_model``): NCHW
+layout, the same asymmetric 'SAME' padding as XLA, BatchNorm on batch statistics, and weights copied
+from the metajax model (:func:`params_from_metajax`), so the first meta-step's loss matches
+metajax's. Needs the ``bench`` extra (``pip install torch``; the CPU build is enough). Every
+function takes a ``device`` (``"cpu"`` or ``"cuda"``); :func:`make_meta_step`'s ``bf16=True`` runs
+the forward and backward passes under ``torch.autocast(dtype=torch.bfloat16)`` (weights and
+optimizer state stay float32), the counterpart of ``run_all.py --bf16`` on the JAX side.
 """
 
 from __future__ import annotations
@@ -70,6 +70,50 @@ class Conv4(nn.Module):
     return x if self.head is None else self.head(x)
 
 
+class ResidualBlock(nn.Module):
+  """metajax's ResNet-12 block: three 3x3 conv (no bias) -> BatchNorm (-> leaky ReLU), a 1x1
+  conv + BatchNorm shortcut, the sum, a leaky ReLU and a 2x2 max-pool."""
+
+  def __init__(self, in_channels, channels, slope=0.1):
+    super().__init__()
+    sizes = [in_channels, channels, channels, channels]
+    self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1, bias=False)
+                               for a, b in zip(sizes[:-1], sizes[1:]))
+    self.norms = nn.ModuleList(
+        nn.BatchNorm2d(channels, track_running_stats=False) for _ in range(3))
+    self.shortcut = nn.Conv2d(in_channels, channels, 1, bias=False)
+    self.shortcut_norm = nn.BatchNorm2d(channels, track_running_stats=False)
+    self.slope = slope
+
+  def forward(self, x):
+    residual = self.shortcut_norm(self.shortcut(x))
+    for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+      x = norm(conv(x))  # stride 1, 'SAME' pads (1, 1) on both sides: the same as XLA's
+      if i < 2:
+        x = F.leaky_relu(x, self.slope)
+    return F.max_pool2d(F.leaky_relu(x + residual, self.slope), 2)  # 'VALID': floor(h / 2)
+
+
+class ResNet12(nn.Module):
+  """Four residual blocks and an optional linear head, as ``metajax.models.ResNet12`` with its
+  defaults (flattened ``[n, 5*5*640]`` embedding at 84x84, NHWC flattening order)."""
+
+  def __init__(self, outputs, input_shape=(84, 84, 3), widths=(64, 160, 320, 640), slope=0.1):
+    super().__init__()
+    size, _, channels = input_shape
+    sizes = [channels, *widths]
+    self.blocks = nn.ModuleList(ResidualBlock(a, b, slope) for a, b in zip(sizes[:-1], sizes[1:]))
+    for _ in range(4):
+      size //= 2
+    self.head = None if outputs is None else nn.Linear(size * size * widths[-1], outputs)
+
+  def forward(self, x):
+    for block in self.blocks:
+      x = block(x)
+    x = x.permute(0, 2, 3, 1).flatten(1)
+    return x if self.head is None else self.head(x)
+
+
 def default_device() -> str:
   """``"cuda"`` when PyTorch sees a GPU, else ``"cpu"``."""
   return "cuda" if torch.cuda.is_available() else "cpu"
@@ -82,7 +126,7 @@ def synchronize(device: str) -> None:
 
 
 def params_from_metajax(module: nn.Module, params, device: str = "cpu") -> dict[str, torch.Tensor]:
-  """Copies a metajax Conv4/MLP parameter dict into ``module``'s naming and layouts."""
+  """Copies a metajax MLP/Conv4/ResNet12 parameter dict into ``module``'s naming and layouts."""
   out = {}
   for name, tensor in module.named_parameters():
     parts = name.split(".")
@@ -90,7 +134,7 @@ def params_from_metajax(module: nn.Module, params, device: str = "cpu") -> dict[
     for part in parts[:-1]:
       node = node[int(part)] if part.isdigit() else node[part]
     kind = parts[-1]
-    if kind == "weight" and parts[0] == "norms":
+    if kind == "weight" and "scale" in node:  # a BatchNorm (Conv-4 "norms", ResNet-12 "*norm*")
       value = node["scale"]
     elif kind == "weight":
       value = node["kernel"]
