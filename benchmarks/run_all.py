@@ -228,12 +228,12 @@ def main() -> None:
       cmd = [sys.executable, __file__, "--worker", name, impl, "--repeats", str(repeats),
              "--target-s", str(target_s), *flags]
       proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-      lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-      if proc.returncode or not lines:
+      found = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+      if proc.returncode or not found:
         results[impl] = {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
         emit(f"| {name} | {impl} | failed: {results[impl]['error']} | | | | |")
         continue
-      results[impl] = json.loads(lines[-1][len("RESULT "):])
+      results[impl] = json.loads(found[-1][len("RESULT "):])
     torch_rates = [r["steps_per_s"] for k, r in results.items()
                    if k.startswith("torch") and "steps_per_s" in r]
     best_torch = max(torch_rates) if torch_rates else None
