@@ -324,8 +324,9 @@ def maml_rl(env: Environment, policy: Policy | None = None, *, inner_lr: float =
     >>> import jax, metajax.envs as envs
     >>> env = envs.bernoulli_bandit(arms=2, pulls=1)
     >>> learner = maml_rl(env, mlp_policy(env, hidden=(4,)), episodes=4, baseline="none")
-    >>> loss, metrics = learner.task_loss(learner.init(), env.sample_task(jax.random.key(0)),
-    ...                                   jax.random.key(1), 0)
+    >>> task_loss = jax.jit(learner.task_loss)   # one compiled program for the rollouts
+    >>> loss, metrics = task_loss(learner.init(), env.sample_task(jax.random.key(0)),
+    ...                           jax.random.key(1), 0)
     >>> sorted(metrics)
     ['post_return', 'pre_return']
 

@@ -151,7 +151,8 @@ def resnet12_model(
     >>> import jax, jax.numpy as jnp
     >>> model = resnet12_model(None, jax.random.key(0), input_shape=(28, 28, 1),
     ...                        widths=(8, 8, 8, 8))
-    >>> model.apply(model.params, model.state, jnp.zeros((2, 28, 28, 1)), train=True)[0].shape
+    >>> apply = jax.jit(model.apply, static_argnames="train")
+    >>> apply(model.params, model.state, jnp.zeros((2, 28, 28, 1)), train=True)[0].shape
     (2, 8)
 
   References:
