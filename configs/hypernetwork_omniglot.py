@@ -15,8 +15,10 @@ Runtime:   not yet measured for the full schedule. The forward pass adds two sma
            ProtoNet's, so expect ProtoNet's speed (~1.35 60-way 1-shot episodes/s on the
            2-core CPU: ~4 hours for 20,000 episodes).
 Accuracy:  not yet measured (the issue's target is >= 97.0 % at 5w1s within 30 CPU minutes).
-           Smoke run only (see the report of the commit that added this file): a few minutes
-           of training, far from converged.
+           Smoke run only (2026-11-29, commit 7e3ecdd, 2-core CPU at load average 16-20):
+           ``metajax train configs/hypernetwork_omniglot.py:5w1s ways=5 time_budget_minutes=3
+           eval_every=1000000`` trained 221 5-way episodes in 3.8 min, then 80.73 +- 0.81 %
+           (600 test episodes). Far from converged; says only that it trains.
 """
 
 from metajax.train.config import Config, parse_setting

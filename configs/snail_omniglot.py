@@ -12,7 +12,11 @@ paper scores one query per sequence), Adam 1e-3 halved every 5,000 steps, 20,000
 Command:   metajax train configs/snail_omniglot.py:5w1s
 Runtime:   not yet measured for the full schedule.
 Accuracy:  not yet measured. The paper reports 99.07 / 99.78 / 97.64 / 99.36 % (5w1s / 5w5s /
-           20w1s / 20w5s). Smoke run only (see the report of the commit that added this file).
+           20w1s / 20w5s). Smoke run only (2026-11-29, commit aa6c8b8, 2-core CPU at load average
+           11-15): ``metajax train configs/snail_omniglot.py:5w1s time_budget_minutes=3
+           eval_every=1000000`` ran 61 steps (488 episodes) in 3.8 min at ~3.7 s/step and was
+           still at chance (loss ln 5; test 20.47 +- 0.75 %): SNAIL has not yet been shown to
+           learn Omniglot here.
 """
 
 from metajax.train.config import Config, parse_setting

@@ -13,7 +13,10 @@ Command:   metajax train configs/versa_omniglot.py:5w1s
 Runtime:   not yet measured for the full schedule; the amortization network and the 10 draws
            are small next to the Conv-4, so expect about ProtoNet's speed on the CPU.
 Accuracy:  not yet measured. The paper reports 99.70 / 99.75 / 97.66 / 98.77 % (5w1s / 5w5s /
-           20w1s / 20w5s). Smoke run only (see the report of the commit that added this file).
+           20w1s / 20w5s). Smoke run only (2026-11-29, commit 7e3ecdd, 2-core CPU at load average
+           16-20): ``metajax train configs/versa_omniglot.py:5w1s ways=5 time_budget_minutes=3
+           eval_every=1000000`` trained 321 5-way episodes in 3.8 min, then 83.14 +- 0.78 %
+           (600 test episodes, 100 draws). Far from converged; says only that it trains.
 """
 
 from metajax.train.config import Config, parse_setting
