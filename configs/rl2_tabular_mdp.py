@@ -7,7 +7,7 @@ across them. The test scores the total reward per trial on 1,000 fresh MDPs (mea
 Command:   metajax train configs/rl2_tabular_mdp.py:n10 [meta_steps=400]
 Settings:  n10, n25, n50, n75, n100 (episodes per trial, as RL² Table 2).
 Runtime:   n10 with meta_steps=400: a few minutes on a loaded 2-core CPU (trials of 100 steps).
-Result:    not measured to convergence; see docs/meta_rl.md for the short run.
+Result:    not measured to convergence; see docs/guide/meta_rl.md for the short run.
 """
 
 from metajax.train.rl import RLConfig

@@ -5,8 +5,10 @@ Examples:
   metajax train configs/maml_omniglot.py:5w1s meta_steps=2000 run_dir=runs/short
   metajax train configs/protonet_omniglot.py:20w5s --resume   # continue a stopped run
   metajax evaluate runs/maml_omniglot_5w1s --episodes 600     # test the best checkpoint
+  metajax predict runs/protonet_omniglot_5w1s --support my/support --query my/query
+  metajax data download omniglot                              # into ~/metajax_data
   metajax data check                                          # what the data folder holds
-  metajax bench                                               # benchmarks/run_all.py
+  metajax bench --quick                                       # benchmarks/run_all.py
   metajax sinusoid                      # MAML on sinusoid regression, paper table
   metajax sinusoid --meta-steps 10000   # a shorter run
 """
@@ -15,22 +17,37 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+_DEBUG = False  # --debug: an error's traceback is shown too
+
 
 def _err(message: str) -> None:
+  if _DEBUG and sys.exc_info()[0] is not None:
+    import traceback
+
+    traceback.print_exc()
   print(message, file=sys.stderr, flush=True)
 
 
 def _train(args: argparse.Namespace) -> int:
-  from metajax.train import CheckpointError, NonFiniteError, load_config, train
+  from metajax.train import CheckpointError, NonFiniteError, distributed, load_config, train
 
+  try:  # before anything computes with JAX
+    distributed.initialize(coordinator=args.coordinator, num_processes=args.num_processes,
+                           process_id=args.process_id, auto=args.distributed)
+  except (ValueError, RuntimeError) as error:
+    _err(f"metajax train: {error}")
+    return 2
+  import jax
+
+  primary = jax.process_index() == 0  # only process 0 talks to the user
+  overrides = [*args.overrides, *([f"devices={args.devices}"] if args.devices else [])]
   try:
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, overrides)
   except (ValueError, TypeError, FileNotFoundError) as error:
     _err(f"metajax train: bad config: {error}")
     return 2
@@ -38,10 +55,17 @@ def _train(args: argparse.Namespace) -> int:
 
   if isinstance(config, SinusoidConfig):
     return _sinusoid_config(config, progress=not args.no_progress)
+  from metajax.train.rl import RLConfig
+
+  if isinstance(config, RLConfig):
+    return _rl_config(config, args)
   resume = True if args.resume else (False if args.new else None)
-  print(f"{config.name}: {config.algorithm} on {config.dataset} {config.ways}-way "
-        f"{config.shots}-shot, {config.meta_steps} meta-steps, run folder {config.run_dir}",
-        flush=True)
+  if primary:
+    print(f"{config.name}: {config.algorithm} on {config.dataset} {_episodes(config)}, "
+          f"{config.meta_steps} meta-steps"
+          + ("" if config.time_budget_minutes is None else
+             f" or {config.time_budget_minutes:g} minutes, whichever comes first")
+          + f", run folder {config.run_dir}", flush=True)
   try:
     result = train(config, resume=resume, progress=not args.no_progress, report=_err)
   except (NonFiniteError, CheckpointError, ValueError, FileNotFoundError) as error:
@@ -49,6 +73,8 @@ def _train(args: argparse.Namespace) -> int:
     return 1
   if result.stopped_by in ("SIGINT", "SIGTERM", "interrupt"):
     return 130 if result.stopped_by == "SIGINT" else 143
+  if not primary:
+    return 0
   test = result.test
   inner = "" if test["inner_steps"] is None else f"inner steps {test['inner_steps']}, "
   print(f"best validation accuracy {result.best_val_accuracy:.4f} at step {result.best_step}; "
@@ -57,6 +83,13 @@ def _train(args: argparse.Namespace) -> int:
         f"{test['step']}); training took {result.seconds / 60:.1f} min this call; "
         f"results in {result.run_dir}")
   return 0
+
+
+def _episodes(config) -> str:
+  """'5-way 1-shot', or 'trains 60-way 1-shot, tests 5-way 1-shot' when they differ."""
+  train = f"{config.ways}-way {config.shots}-shot"
+  test = f"{config.eval_ways}-way {config.eval_shots}-shot"
+  return train if train == test else f"trains {train}, tests {test}"
 
 
 def _sinusoid_config(config, *, progress: bool) -> int:
@@ -68,14 +101,31 @@ def _sinusoid_config(config, *, progress: bool) -> int:
   return 0
 
 
+def _rl_config(config, args: argparse.Namespace) -> int:
+  from metajax.train.rl import train_rl
+
+  print(f"{config.name}: {config.algorithm} on {config.env} {config.env_kwargs}, "
+        f"{config.meta_steps} PPO steps, run folder {config.run_dir}", flush=True)
+  try:
+    result = train_rl(config, resume=True if args.resume else (False if args.new else None),
+                      progress=not args.no_progress, report=_err)
+  except ValueError as error:
+    _err(f"metajax train: {error}")
+    return 1
+  test = result.test
+  print(f"test: total reward per trial {test['mean']:.3f} ± {test['ci95']:.3f} on "
+        f"{test['tasks']} fresh tasks after {result.steps} steps; results in {result.run_dir}")
+  return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
   from metajax.train import CheckpointError, evaluate_run
 
-  checkpoint = args.checkpoint if args.checkpoint in ("best", "last") else int(args.checkpoint)
   try:
+    checkpoint = _checkpoint_arg(args.checkpoint)
     result = evaluate_run(args.run_dir, episodes=args.episodes, checkpoint=checkpoint,
                           steps=args.steps, split=args.split, ways=args.ways,
-                          shots=args.shots, queries=args.queries)
+                          shots=args.shots, queries=args.queries, evaluator=args.evaluator)
   except (CheckpointError, ValueError, FileNotFoundError) as error:
     _err(f"metajax evaluate: {error}")
     return 1
@@ -83,10 +133,41 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"{result['shots']}-shot, {result['queries']} "
         f"{'query' if result['queries'] == 1 else 'queries'} per class: accuracy "
         f"{100 * result['accuracy']:.2f} ± {100 * result['accuracy_ci95']:.2f}% "
-        f"({result['episodes']} episodes, 95% CI)")
+        f"({result['episodes']} episodes, 95% CI, {result['evaluator']})")
   if args.json:
     Path(args.json).write_text(json.dumps(result, indent=2))
   return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+  from metajax.train import CheckpointError, classify_folders
+
+  try:
+    checkpoint = _checkpoint_arg(args.checkpoint)
+    classes, predictions = classify_folders(args.run_dir, args.support, args.query,
+                                            checkpoint=checkpoint, steps=args.steps)
+  except (CheckpointError, ValueError, FileNotFoundError) as error:
+    _err(f"metajax predict: {error}")
+    return 1
+  query = Path(args.query)
+  for prediction in predictions:
+    truth = "" if prediction.label is None else (
+        "  (right)" if prediction.label == prediction.predicted else
+        f"  (wrong: {prediction.label})")
+    print(f"{prediction.path.relative_to(query)}\t{prediction.predicted}{truth}")
+  labelled = [p for p in predictions if p.label is not None]
+  print(f"{len(predictions)} query images, {len(classes)} classes: {', '.join(classes)}")
+  if labelled:
+    right = sum(p.label == p.predicted for p in labelled)
+    print(f"accuracy {100 * right / len(labelled):.2f}% ({right} of {len(labelled)} images in "
+          "sub-folders named like a support class)")
+  return 0
+
+
+def _checkpoint_arg(value: str) -> str | int:
+  if value in ("best", "last") or value.isdigit():
+    return value if value in ("best", "last") else int(value)
+  raise ValueError(f"--checkpoint {value!r} must be 'best', 'last' or a step number")
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -102,13 +183,9 @@ def _data(args: argparse.Namespace) -> int:
   from metajax import data
 
   if args.action == "download":
-    root = Path(args.data_dir or os.environ.get("METAJAX_DATA_DIR") or "data")
-    print(f"downloading Omniglot into {root / 'omniglot'} ...", flush=True)
-    fetched = data.download_omniglot(root / "omniglot")
-    for name, path in fetched.items():
-      print(f"  {name}: {path}")
-    print(f"done; set METAJAX_DATA_DIR={root.absolute()} if it is not the default folder")
-    return 0
+    return _download(args)
+  if args.action == "convert":
+    return _convert(args)
   try:
     root = data.data_dir(args.data_dir)
   except FileNotFoundError as error:
@@ -131,13 +208,67 @@ def _data(args: argparse.Namespace) -> int:
             + (" ..." if len(files) > 8 else ""))
     for split in splits:
       try:
-        dataset = loader(split, workers=args.workers)
+        with data.fresh_digests():  # re-hash the archives: a damaged one must not pass
+          dataset = loader(split, data_dir=root, workers=args.workers)
         print(f"  {name}/{split}: {dataset.num_classes} classes, images "
               f"{tuple(dataset.image_shape)}")
       except (FileNotFoundError, ValueError) as error:
         failures += 1
         print(f"  {name}/{split}: PROBLEM: {error}")
   return 1 if failures else 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+  """``metajax data convert SOURCE``: array_record + manifest per split, for streaming."""
+  from metajax.data import _paths, streaming
+  from metajax.train import registry
+
+  if args.dataset not in registry.DATASETS:
+    _err(f"metajax data convert: unknown source {args.dataset!r}; use one of "
+         f"{sorted(registry.DATASETS)}")
+    return 2
+  spec = registry.DATASETS[args.dataset]
+  for split in [s for s in args.splits.split(",") if s]:
+    dataset = spec.loader(split, data_dir=args.data_dir)
+    target = _paths.cache_dir() / "stream" / args.dataset / split
+    streaming.write_source(dataset, target, overwrite=args.overwrite)
+    print(f"{args.dataset}/{split}: {dataset.num_classes} classes, "
+          f"{sum(dataset.examples_per_class)} images {tuple(dataset.image_shape)} -> {target}")
+  return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+  from metajax.data import _paths, download_omniglot
+
+  if args.dataset != "omniglot":
+    _err(f"metajax data download: only omniglot can be downloaded, not {args.dataset!r}; the "
+         "other datasets' licences need their files fetched by hand (see the README's Data)")
+    return 2
+  root = Path(args.data_dir).expanduser() if args.data_dir else _paths.default_data_dir()
+  options = {}
+  if args.base_url:
+    options.update(base_url=args.base_url,
+                   splits_url=f"{args.base_url.rstrip('/')}/splits/vinyals")
+  if args.sha256:
+    sums = {}
+    for line in Path(args.sha256).read_text().splitlines():
+      if line.strip():
+        digest, name = line.split(maxsplit=1)
+        sums[Path(name.strip().lstrip("*")).name.removesuffix(".zip")] = digest
+    options["sha256"] = sums
+  print(f"downloading Omniglot into {root / 'omniglot'} ...", flush=True)
+  try:
+    fetched = download_omniglot(root / "omniglot", **options)
+  except (OSError, ValueError) as error:
+    _err(f"metajax data download: {error}")
+    return 1
+  for name, path in fetched.items():
+    print(f"  {name}: {path}")
+  default = _paths.default_data_dir()
+  hint = ("" if root.resolve() == default.resolve()
+          else f"; set METAJAX_DATA_DIR={root.resolve()} to use it (the default is {default})")
+  print(f"done{hint}")
+  return 0
 
 
 def _sinusoid(args: argparse.Namespace) -> int:
@@ -163,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="metajax", description="Functional meta-learning in JAX.",
       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+  parser.add_argument("--debug", action="store_true",
+                      help="show the traceback of an error (anywhere on the command line)")
   commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
   sinusoid = commands.add_parser(
@@ -200,6 +333,19 @@ def build_parser() -> argparse.ArgumentParser:
   mode.add_argument("--new", action="store_true",
                     help="require a fresh run folder (fail if it holds checkpoints)")
   train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+  layout = train.add_argument_group(
+      "devices and processes", "Shard the task batch over several devices, and over several "
+      "processes (hosts) that all run this same command; see docs/guide/distributed.md.")
+  layout.add_argument("--devices", metavar="N|all",
+                      help="devices to train on: a number or 'all' (the config key 'devices'; "
+                           "default: 1, or all devices of a multi-process run)")
+  layout.add_argument("--coordinator", metavar="HOST:PORT",
+                      help="address of process 0 of a multi-process run (jax.distributed)")
+  layout.add_argument("--num-processes", type=int, metavar="N", help="processes of the run")
+  layout.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")
+  layout.add_argument("--distributed", action="store_true",
+                      help="join a multi-process run described by the environment (SLURM, Cloud "
+                           "TPU, Open MPI, Kubernetes, JAX_COORDINATOR_ADDRESS)")
   train.set_defaults(run=_train)
 
   evaluate = commands.add_parser(
@@ -215,8 +361,29 @@ def build_parser() -> argparse.ArgumentParser:
   evaluate.add_argument("--ways", type=int, help="test ways (the run's; metric learners only)")
   evaluate.add_argument("--shots", type=int, help="test shots (the run's)")
   evaluate.add_argument("--queries", type=int, help="test queries per class (the run's)")
+  evaluate.add_argument("--evaluator", choices=("linear_probe", "baseline", "baseline_plus_plus",
+                                                "nearest_centroid"),
+                        help="score the run's embedding with this transfer evaluator instead of "
+                             "its own learner (metric-learner and pretraining runs)")
   evaluate.add_argument("--json", help="also write the result to this JSON file")
   evaluate.set_defaults(run=_evaluate)
+
+  predict = commands.add_parser(
+      "predict", help="classify your own images with a trained run",
+      description="Adapt RUN_DIR's learner to the support images (one sub-folder per class, "
+                  "named after the class) and print the predicted class of every image under "
+                  "the query folder. Query images in a sub-folder named like a support class "
+                  "count as labelled, and the accuracy over them is printed. Images are "
+                  "converted as the run's dataset loader converts its files (size, channels; "
+                  "Omniglot: dark ink on white).")
+  predict.add_argument("run_dir", metavar="RUN_DIR")
+  predict.add_argument("--support", required=True, metavar="DIR",
+                       help="one sub-folder of images per class")
+  predict.add_argument("--query", required=True, metavar="DIR", help="images to classify")
+  predict.add_argument("--checkpoint", default="best",
+                       help="'best' (validation accuracy), 'last' or a step number (best)")
+  predict.add_argument("--steps", type=int, help="test-time inner steps (the run's setting)")
+  predict.set_defaults(run=_predict)
 
   bench = commands.add_parser(
       "bench", help="run the benchmark suite (benchmarks/run_all.py)",
@@ -227,21 +394,74 @@ def build_parser() -> argparse.ArgumentParser:
   bench.set_defaults(run=_bench)
 
   data = commands.add_parser(
-      "data", help="check, download or prepare the datasets",
+      "data", help="check, download, prepare or convert the datasets",
       description="check: list what the data folder holds and load every split; download: fetch "
                   "Omniglot (official archives, sha256-checked) and the Vinyals splits; prepare: "
-                  "decode the archives into the array cache used by training.")
-  data.add_argument("action", choices=("check", "download", "prepare"))
-  data.add_argument("--data-dir", help="data folder (default: $METAJAX_DATA_DIR or ../shared/data;"
-                                       " for download: $METAJAX_DATA_DIR or ./data)")
-  data.add_argument("--workers", type=int, help="decoding processes (prepare)")
+                  "decode the archives into the array cache used by training; convert: write "
+                  "SOURCE's splits as array_record files with a manifest of SHA-256 hashes into "
+                  "<cache>/stream/SOURCE/SPLIT, for the streaming sampler.")
+  data.add_argument("action", choices=("check", "download", "prepare", "convert"))
+  data.add_argument("dataset", nargs="?", default="omniglot",
+                    help="what to download (omniglot, the default)")
+  data.add_argument("--data-dir", help="data folder (default: $METAJAX_DATA_DIR, else "
+                                       "~/metajax_data)")
+  data.add_argument("--base-url", help="download: a mirror holding <archive>.zip and "
+                                       "splits/vinyals/*.txt (default: the official repositories)")
+  data.add_argument("--sha256", metavar="SUMS", help="download: a sha256sum listing of the "
+                                                     "mirror's zips, trusted instead of the "
+                                                     "official digests")
+  data.add_argument("--workers", type=int, help="decoding threads (check, prepare)")
+  data.add_argument("--splits", default="train,val,test",
+                    help="convert: comma-separated splits (default train,val,test)")
+  data.add_argument("--overwrite", action="store_true",
+                    help="convert: replace an existing converted split")
   data.set_defaults(run=_data)
   return parser
 
 
+def _one_line(error: BaseException) -> str:
+  return " ".join(str(error).split()) or type(error).__name__
+
+
+def _say_library_logs() -> None:
+  """Shows the library's messages (e.g. "rebuilding the cache ...") on stderr."""
+  import logging
+
+  logger = logging.getLogger("metajax")
+  if not logger.handlers:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("metajax: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-  args = build_parser().parse_args(argv)
-  return args.run(args)
+  """Runs the command line; user errors print one line (``--debug``: the traceback)."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  global _DEBUG
+  debug = _DEBUG = "--debug" in argv
+  argv = [a for a in argv if a != "--debug"]
+  if argv[:1] == ["bench"] and argv[1:2] not in (["-h"], ["--help"]):
+    # Everything after 'bench' goes to run_all.py verbatim: argparse's REMAINDER drops a leading
+    # option ('metajax bench --quick' would be "unrecognized arguments").
+    return _bench(argparse.Namespace(bench_args=argv[1:]))
+  parser = build_parser()
+  args, extra = parser.parse_known_args(argv)
+  if extra:  # overrides may follow flags: metajax train CONFIG --no-progress run_dir=X
+    if getattr(args, "command", None) == "train" and all(
+        "=" in e and not e.startswith("-") for e in extra):
+      args.overrides = [*args.overrides, *extra]
+    else:
+      parser.parse_args(argv)  # exits with argparse's "unrecognized arguments" message
+  _say_library_logs()
+  try:
+    return args.run(args)
+  except (ValueError, TypeError, OSError, RuntimeError, FloatingPointError) as error:
+    if debug:
+      raise
+    _err(f"metajax {args.command}: {_one_line(error)} ({type(error).__name__}; rerun with "
+         "--debug for the traceback)")
+    return 2
 
 
 if __name__ == "__main__":

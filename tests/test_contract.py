@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _tiny import WAYS, classification_tasks, first, tanh_classifier
+from _tiny import FEATURES, WAYS, classification_tasks, first, tanh_classifier
 
 import metajax
 from metajax.testing import check_meta_gradient
@@ -33,6 +33,23 @@ ALGORITHMS = {
     "relation_net": lambda m: metajax.relation_net(m, pair_relation_module(), ways=WAYS),
     "siamese": lambda m: metajax.siamese(m, features=WAYS, ways=WAYS),
     "r2d2": lambda m: metajax.r2d2(m, ways=WAYS),
+    # Implicit gradients: the inner problem is solved (100 steps, lam=4) so FD sees its optimum.
+    "imaml": lambda m: metajax.imaml(m, lam=4.0, inner_lr=0.2, steps=100, cg_steps=30),
+    "metaoptnet": lambda m: metajax.metaoptnet(m, ways=WAYS, tol=1e-5, max_iters=5000),
+    "cavia": lambda m: metajax.cavia(tanh_classifier(inputs=FEATURES + 2), context_dim=2),
+    # Transfer evaluators: the head is fitted on the support set with the embedding fixed; their
+    # task_loss differentiates through the fine-tuning (Baseline) or the probe's optimum.
+    "baseline": lambda m: metajax.baseline(m, ways=WAYS, steps=5),
+    "linear_probe": lambda m: metajax.linear_probe(m, ways=WAYS),
+    # Pretraining: cross-entropy over all classes (here the 3 of the tiny tasks).
+    "pretrain": lambda m: metajax.pretrain(m, classes=WAYS, features=WAYS,
+                                           evaluator="nearest_centroid", ways=WAYS),
+    "hypernetwork": lambda m: metajax.hypernetwork(m, ways=WAYS, features=WAYS, hidden=8,
+                                                   use_film=True, finetune_steps=2),
+    "versa": lambda m: metajax.versa(m, ways=WAYS, features=WAYS, hidden=8, samples=4,
+                                     test_samples=8, init_log_variance=-3.0),
+    "snail": lambda m: metajax.snail(m, ways=WAYS, features=WAYS, shots=2, filters=8,
+                                     attention=((4, 4), (8, 8))),
 }
 # Algorithms whose task_grad is not the gradient of task_loss (checked elsewhere).
 NOT_A_GRADIENT = {"fomaml", "reptile"}

@@ -94,6 +94,12 @@ def make_output_checker(model: Model, loss: Loss, train: bool, *, masks: bool = 
       ways_by_signature[signature] = out.shape[-1]
     if loss.classification:
       ways = ways_by_signature[signature]
+      if ways < 2:
+        raise ValueError(
+            f"a classifier needs at least 2 outputs (ways >= 2), but the model gives {ways}: "
+            "with one class the softmax is 1 whatever the input, so the loss is 0 and accuracy "
+            "100%. Build the model with outputs=ways >= 2, or use loss='mse' for regression."
+        )
       check_labels(tasks.support_y, ways, "support_y")
       check_labels(tasks.query_y, ways, "query_y")
 

@@ -80,6 +80,12 @@ def check_ways(ways: object) -> int | None:
     return None
   if isinstance(ways, bool) or not isinstance(ways, int | np.integer) or ways < 1:
     raise ValueError(f"ways must be a positive Python int or None, got {ways!r}.")
+  if ways < 2:
+    raise ValueError(
+        f"ways must be at least 2, got {ways}: a 1-way episode is not a classification task "
+        "(every query belongs to the only class, so the loss is 0 and accuracy 100% whatever "
+        "the model); use ways >= 2 (or None: the support size)."
+    )
   return int(ways)
 
 
@@ -258,12 +264,19 @@ def make_checker(ways: int | None, *, masks: bool = False, name: str = "this lea
     if support_real is None or query_real is None:
       return
     for i, (s, q) in enumerate(zip(support, query)):
+      s, q = s[support_real[i]], q[query_real[i]]
       missing = np.setdiff1d(q, s)
       if missing.size:
         raise ValueError(
             f"query labels {missing.tolist()} of task {i} have no support example; every query "
             "class needs at least one support example (sample support and query from the same "
             "classes)."
+        )
+      if np.unique(s).size < 2:
+        raise ValueError(
+            f"task {i} has {np.unique(s).size} class in its support set (labels {np.unique(s)}); "
+            "a classification episode needs at least 2 classes (with one, the loss is 0 and "
+            "accuracy 100% whatever the model), so sample ways >= 2."
         )
 
   return check_task

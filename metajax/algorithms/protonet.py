@@ -47,7 +47,7 @@ def protonet(
     ways: static class width; ``None`` uses the support size (absent classes are masked), so
       any N-way task works. ``adapt``/``evaluate`` take ``ways=`` to override it.
     batch_norm: ``"transductive"`` (episode batch statistics) or ``"frozen"``; see
-      :mod:`metajax.algorithms._metric`.
+      ``metajax.algorithms._metric``.
     init_scale: initial logit scale for the cosine distance.
 
   Returns:

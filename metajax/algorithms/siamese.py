@@ -67,8 +67,9 @@ def siamese(
     batch_norm: ``"transductive"`` or ``"frozen"``, see :func:`metajax.protonet`.
 
   Returns:
-    A :class:`metajax.MetaLearner`; meta-parameters are ``{"embedding": params, "distance":
-    {"weights": [d], "bias": []}}``. ``alpha`` starts at ``-1/d`` (far apart means different).
+    A :class:`metajax.MetaLearner`; meta-parameters are
+    ``{"embedding": params, "distance": {"weights": [d], "bias": []}}``. ``alpha`` starts at
+    ``-1/d`` (far apart means different).
 
   Example:
     >>> import jax, metajax

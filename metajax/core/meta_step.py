@@ -72,6 +72,13 @@ class MetaTrainState(NamedTuple):
     step: outer iteration count (int32 scalar).
     params: meta-parameters.
     opt_state: outer optimizer state.
+
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> params = {"w": jnp.zeros(3)}
+    >>> state = MetaTrainState(jnp.zeros([], jnp.int32), params, optax.sgd(0.1).init(params))
+    >>> state.params["w"].shape
+    (3,)
   """
 
   step: Array
@@ -82,6 +89,13 @@ class MetaTrainState(NamedTuple):
 def init_meta_state(learner: MetaLearner, optimizer: optax.GradientTransformation
                     ) -> MetaTrainState:
   """Initial :class:`MetaTrainState` from a learner's meta-parameters.
+
+  Args:
+    learner: the algorithm; its ``init()`` gives the meta-parameters.
+    optimizer: the outer (meta) optimizer, an optax transformation.
+
+  Returns:
+    A :class:`MetaTrainState` at step 0 with the optimizer's initial state.
 
   Example:
     >>> import metajax, jax, optax
@@ -113,7 +127,26 @@ def batched_task_grads(
       single-device one up to float summation order.
 
   Returns:
-    ``fn(params, tasks, key, step) -> (mean_grads, mean_metrics)``.
+    ``fn(params, tasks, key, step) -> (mean_grads, mean_metrics)``, where ``tasks`` is a
+    :class:`metajax.Task` with a leading task axis; ``key`` is split into one key per task.
+
+  Raises:
+    ValueError: for an unknown ``batching``, a ``chunk_size`` below 1 for ``"chunked"``, or a
+      task batch that ``chunk_size`` (or the mesh's device count) does not divide.
+
+  Example:
+    Two identical tasks (fit ``y = 2x`` from ``w = 1``, see :class:`metajax.MetaLearner`):
+    the mean meta-gradient is each task's.
+
+    >>> import metajax, jax, jax.numpy as jnp
+    >>> model = metajax.from_function(lambda p, x: x * p["w"], {"w": jnp.ones(1)})
+    >>> learner = metajax.maml(model, inner_lr=0.1, loss="mse")
+    >>> x = jnp.ones((2, 4, 1))                    # [tasks, examples, features]
+    >>> tasks = metajax.Task(x, 2 * x, x, 2 * x)
+    >>> grad_fn = metajax.batched_task_grads(learner, batching="vmap")
+    >>> grads, metrics = grad_fn(learner.init(), tasks, jax.random.key(0), 0)
+    >>> round(float(grads["model"]["w"][0]), 4)
+    -1.28
   """
   if batching not in BATCHING[1:]:
     raise ValueError(f"batching must be one of {BATCHING}, got {batching!r}.")
@@ -179,7 +212,28 @@ def _scan_mean(fn, tasks, keys, count):
 
 
 def select_batching(learner: MetaLearner, params: PyTree, task: Task) -> str:
-  """The ``"auto"`` choice for this backend and workload (see module docstring)."""
+  """The ``"auto"`` choice for this backend and workload (see module docstring).
+
+  ``"vmap"`` on GPU/TPU; on CPU ``"unrolled"`` when one task's gradient contains an XLA
+  convolution, else ``"map"``. Only shapes are traced; nothing is compiled or run.
+
+  Args:
+    learner: the algorithm.
+    params: its meta-parameters.
+    task: a task batch with a leading task axis (arrays or ``jax.ShapeDtypeStruct``).
+
+  Returns:
+    ``"vmap"``, ``"map"`` or ``"unrolled"``.
+
+  Example:
+    >>> import metajax, jax, jax.numpy as jnp
+    >>> model = metajax.from_function(lambda p, x: x * p["w"], {"w": jnp.ones(1)})
+    >>> learner = metajax.maml(model, loss="mse")
+    >>> x = jnp.ones((2, 4, 1))
+    >>> choice = metajax.select_batching(learner, learner.init(), metajax.Task(x, x, x, x))
+    >>> choice == ("map" if jax.default_backend() == "cpu" else "vmap")
+    True
+  """
   if jax.default_backend() != "cpu":
     return "vmap"
   one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), task)
@@ -205,11 +259,12 @@ def meta_update(
     batching: str = "vmap",
     chunk_size: int | None = None,
     mesh: jax.sharding.Mesh | None = None,
+    check_finite: bool = False,
 ) -> Callable[[MetaTrainState, Task, PRNGKey], tuple[MetaTrainState, Metrics]]:
   """The pure (un-jitted) meta-update that :func:`make_meta_step` compiles.
 
   Use it to fuse several meta-steps into one compiled loop (``lax.scan``), as
-  :func:`metajax.train.sinusoid.train_sinusoid` does with tasks sampled on device.
+  :func:`metajax.train.train_sinusoid` does with tasks sampled on device.
 
   Args:
     learner: the algorithm.
@@ -217,6 +272,9 @@ def meta_update(
     batching: ``"vmap"``, ``"map"``, ``"chunked"`` or ``"unrolled"``.
     chunk_size: tasks per chunk for ``"chunked"``.
     mesh: shard the task axis over this mesh's ``"tasks"`` axis (see :func:`make_meta_step`).
+    check_finite: return the input state unchanged when the inputs, the loss, the meta-gradient
+      or the new state hold a NaN or an infinity, and report ``finite_inputs`` and
+      ``finite_update`` (booleans) in the metrics.
 
   Returns:
     ``update(state, tasks, key) -> (state, metrics)``.
@@ -228,9 +286,92 @@ def meta_update(
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
-    return MetaTrainState(state.step + 1, params, opt_state), metrics
+    new_state = MetaTrainState(state.step + 1, params, opt_state)
+    if not check_finite:
+      return new_state, metrics
+    finite_inputs = all_finite(tasks)
+    finite_update = all_finite((metrics.get("loss"), grads, params, opt_state))
+    keep_new = finite_inputs & finite_update
+    # Selected inside the compiled step, so a donated input state is never lost.
+    new_state = jax.tree.map(lambda new, old: _select(keep_new, new, old), new_state, state)
+    return new_state, {**metrics, "finite_inputs": finite_inputs, "finite_update": finite_update}
 
   return update
+
+
+def _select(condition: Array, new: Array, old: Array) -> Array:
+  if jnp.issubdtype(jnp.result_type(new), jax.dtypes.prng_key):  # e.g. optax.add_noise's key
+    data = jnp.where(condition, jax.random.key_data(new), jax.random.key_data(old))
+    return jax.random.wrap_key_data(data, impl=jax.random.key_impl(new))
+  return jnp.where(condition, new, old)
+
+
+def all_finite(tree: PyTree) -> Array:
+  """A boolean scalar: every floating-point leaf of ``tree`` is free of NaN and infinities."""
+  checks = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)
+            if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+  return jnp.stack(checks).all() if checks else jnp.asarray(True)
+
+
+class NonFiniteStepError(FloatingPointError):
+  """A meta-step met a NaN or an infinity; the state was kept as it was before the step.
+
+  Raised by the step :func:`make_meta_step` builds with ``check_finite=True`` (or ``"raise"``)
+  when the inputs, the loss, the meta-gradient or the new state hold a NaN or an infinity.
+
+  Attributes:
+    state: the unchanged state (the input state's values, in fresh buffers when it was donated):
+      continue from it, e.g. after skipping the batch or lowering the learning rate.
+    metrics: the metrics of the failed step.
+
+  Example:
+    >>> try:  # doctest: +SKIP
+    ...   state, metrics = meta_step(state, tasks, key)  # make_meta_step(..., check_finite=True)
+    ... except metajax.NonFiniteStepError as error:
+    ...   state = error.state  # the state before the step; skip this batch
+  """
+
+  def __init__(self, message: str, state: MetaTrainState, metrics: Metrics):
+    super().__init__(message)
+    self.state = state
+    self.metrics = metrics
+
+
+FINITE_CHECKS = (False, True, "raise", "skip")
+
+
+def _check_host_inputs_finite(tasks: Task) -> None:
+  """Raises, before any work, when a host (numpy) field of ``tasks`` holds a NaN or an inf."""
+  for field, values in zip(Task._fields, tasks):
+    if not isinstance(values, np.ndarray) or not np.issubdtype(values.dtype, np.inexact):
+      continue
+    bad = ~np.isfinite(values)
+    if bad.any():
+      where = tuple(int(i) for i in np.argwhere(bad)[0])
+      raise ValueError(
+          f"tasks.{field} must be finite, but it holds {int(bad.sum())} NaN or infinite "
+          f"value(s), the first {values[where]} at index {where} (task {where[0]}); a meta-step "
+          "on it would make every parameter NaN. Clean or drop those tasks (np.isfinite finds "
+          "them), or pass check_finite=False to skip this check."
+      )
+
+
+def _raise_if_not_finite(state: MetaTrainState, metrics: Metrics) -> None:
+  finite_inputs, finite_update = jax.device_get((metrics["finite_inputs"],
+                                                 metrics["finite_update"]))
+  if finite_inputs and finite_update:
+    return
+  loss, grad_norm = jax.device_get((metrics.get("loss"), metrics["grad_norm"]))
+  if not finite_inputs:
+    cause = ("the task batch holds NaN or infinite values (support/query inputs or targets); "
+             "clean or drop those tasks")
+  else:
+    cause = (f"the update was not finite (loss {loss}, meta-gradient norm {grad_norm}); lower "
+             "the outer or inner learning rate, give Adam-like inner optimizers eps_root > 0, or "
+             "check the data")
+  raise NonFiniteStepError(
+      f"meta-step {int(jax.device_get(state.step)) + 1}: {cause}. The state was left as it was "
+      "before this step (error.state holds it; the donated input is gone).", state, metrics)
 
 
 def make_meta_step(
@@ -241,6 +382,7 @@ def make_meta_step(
     chunk_size: int | None = None,
     donate: bool = True,
     check_inputs: bool = True,
+    check_finite: bool | str = False,
     mesh: jax.sharding.Mesh | None = None,
     devices: Sequence[jax.Device] | str | None = None,
 ) -> Callable[[MetaTrainState, Task, PRNGKey], tuple[MetaTrainState, Metrics]]:
@@ -260,6 +402,16 @@ def make_meta_step(
     check_inputs: check shapes and label ranges before running the compiled
       step: once per input shape signature, and on every call for host (numpy)
       labels, whose check costs microseconds.
+    check_finite: what a NaN or an infinity in the inputs, the loss, the meta-gradient or the
+      new state does. ``False`` (default): nothing is checked (no cost); a NaN spreads into
+      every parameter and, the input being donated, the previous state is gone too.
+      ``"skip"``: the compiled step keeps the previous state when anything is non-finite (a
+      select inside the step, so donation loses nothing) and reports ``finite_inputs`` and
+      ``finite_update`` in the metrics; no host round trip (the trainer uses this and checks
+      the metrics when it logs them). ``True`` or ``"raise"``: as ``"skip"``, and numpy inputs
+      are checked on the host before the step (a ``ValueError`` naming the field and task), and
+      after each step the flags are fetched (one device-to-host sync per step) and a
+      :class:`NonFiniteStepError` is raised whose ``state`` is the unchanged state.
     mesh: data-parallel meta-training: a ``jax.sharding.Mesh`` with a ``"tasks"``
       axis. The task batch is sharded over it (``NamedSharding(mesh, P("tasks"))``),
       parameters and optimizer state are replicated, each device batches its
@@ -298,6 +450,13 @@ def make_meta_step(
         f"batching must be one of {BATCHING}, got {batching!r}; 'auto' picks the fastest "
         "measured choice for the backend."
     )
+  if not any(check_finite is option for option in (False, True)) and check_finite not in (
+      "raise", "skip"):
+    raise ValueError(
+        f"check_finite must be one of {FINITE_CHECKS}, got {check_finite!r}: False (no check), "
+        "'skip' (keep the old state on a non-finite step) or True/'raise' (also raise)."
+    )
+  raise_on_nonfinite = check_finite is True or check_finite == "raise"
 
   mesh = _task_mesh(mesh, devices)
   compiled: dict[str, Callable] = {}
@@ -325,18 +484,24 @@ def make_meta_step(
         check_masks(tasks, supported=learner.supports_masks, name=learner.name)
         learner.check_task(tasks)
         checked.add(signature)
+    if raise_on_nonfinite:
+      _check_host_inputs_finite(tasks)
     if meta_step.batching is None:
       meta_step.batching = select_batching(learner, state.params, tasks)
     mode = meta_step.batching
     if mode not in compiled:
-      update = meta_update(learner, optimizer, batching=mode, chunk_size=chunk_size, mesh=mesh)
+      update = meta_update(learner, optimizer, batching=mode, chunk_size=chunk_size, mesh=mesh,
+                           check_finite=check_finite is not False)
       compiled[mode] = jax.jit(update, donate_argnums=(0,) if donate else (), **shardings)
     if mesh is not None:
       _check_divisible(jax.tree.leaves(tasks)[0].shape[0], mesh.shape[TASK_AXIS])
     if mesh is not None and jax.process_count() == 1:
       # Host or single-device arrays move to the mesh; arrays already placed there stay put.
       state, tasks, key = jax.device_put((state, tasks, key), shardings["in_shardings"])
-    return compiled[mode](state, tasks, key)
+    state, metrics = compiled[mode](state, tasks, key)
+    if raise_on_nonfinite:
+      _raise_if_not_finite(state, metrics)
+    return state, metrics
 
   meta_step.batching = None if batching == "auto" else batching
   meta_step.learner = learner
@@ -378,6 +543,7 @@ def evaluate_tasks(
     *,
     steps: int | None = None,
     batching: str = "auto",
+    check_inputs: bool = True,
 ) -> Metrics:
   """Per-task test metrics for a batch of tasks (no outer update).
 
@@ -385,19 +551,44 @@ def evaluate_tasks(
     learner: the algorithm.
     params: meta-parameters.
     tasks: task batch with a leading task axis.
-    key: PRNG key.
+    key: a PRNG key, split into one key per task, or one key per task (a key array of shape
+      ``[n_tasks]``), so that a task's key need not depend on how tasks are batched.
     steps: test-time inner steps (``None``: the learner's ``eval_steps``).
     batching: ``"vmap"``, ``"map"`` (one task at a time inside the compiled call: the memory
       of one task) or ``"auto"``: ``map`` on CPU, where it is as fast and vmapping 50
       Tiny-ImageNet or Relation-Network episodes took 9-18 GB, else ``vmap``.
+    check_inputs: run ``learner.check_task`` on the batch first (shapes, and label ranges of
+      concrete labels: labels outside ``[0, ways)`` would give accuracy 0 and a NaN loss).
 
   Returns:
     Metrics with a leading task axis, as numpy arrays.
+
+  Example:
+    >>> import metajax, jax
+    >>> model = metajax.models.mlp_model([8], 1, jax.random.key(0), input_dim=1)
+    >>> learner = metajax.maml(model, loss="mse")
+    >>> tasks = metajax.data.sinusoid_tasks(jax.random.key(1), batch_size=3, shots=5)
+    >>> metajax.evaluate_tasks(learner, learner.init(), tasks, jax.random.key(2))["loss"].shape
+    (3,)
   """
+  if check_inputs:
+    if not isinstance(tasks, Task):
+      raise TypeError(
+          f"tasks must be a metajax.Task batch, got {type(tasks).__name__}; build one with "
+          "metajax.Task(support_x, support_y, query_x, query_y)."
+      )
+    check_masks(tasks, supported=learner.supports_masks, name=learner.name)
+    learner.check_task(tasks)
   if batching == "auto":
     batching = "map" if jax.default_backend() == "cpu" else "vmap"
   fn = _eval_fn(learner, steps, batching)
-  keys = jax.random.split(key, jax.tree.leaves(tasks)[0].shape[0])
+  n_tasks = jax.tree.leaves(tasks)[0].shape[0]
+  typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+  one_key = jnp.ndim(key) == (0 if typed else 1)  # raw uint32 keys carry a trailing axis
+  keys = jax.random.split(key, n_tasks) if one_key else key
+  if keys.shape[0] != n_tasks:
+    raise ValueError(f"key holds {keys.shape[0]} keys for {n_tasks} tasks; pass one key, or one "
+                     "key per task.")
   return jax.tree.map(np.asarray, fn(params, tasks, keys))
 
 

@@ -16,6 +16,9 @@ from metajax.data.dataset import from_class_lists as from_class_lists
 from metajax.data.dataset import from_labels as from_labels
 from metajax.data.download import download_file as download_file
 from metajax.data.download import download_omniglot as download_omniglot
+from metajax.data.meta_dataset import MetaDatasetSampler as MetaDatasetSampler
+from metajax.data.meta_dataset import MultiSourceSampler as MultiSourceSampler
+from metajax.data.meta_dataset import Protocol as Protocol
 from metajax.data.meta_dataset import meta_dataset_sampler as meta_dataset_sampler
 from metajax.data.meta_dataset import multi_source_sampler as multi_source_sampler
 from metajax.data.mini_imagenet import load_mini_imagenet as load_mini_imagenet

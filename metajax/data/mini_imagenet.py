@@ -13,13 +13,15 @@ Two layouts under ``<data_dir>/miniimagenet/`` are accepted, the first one found
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import os
 import pickle
 from pathlib import Path
 
 import numpy as np
 
-from metajax.data import _io, _paths
+from metajax.data import _digest, _io, _paths
 from metajax.data.dataset import ClassDataset, from_class_lists
 
 SPLIT_CLASSES = {"train": 64, "val": 16, "test": 20}
@@ -48,16 +50,22 @@ def _from_csv(folder: Path, split: str, image_size: int, cache_dir, workers) -> 
   with open(csv_path, newline="") as f:
     rows = [(r["filename"], r["label"]) for r in csv.DictReader(f)]
   classes = sorted({label for _, label in rows})
-  cache = _paths.cache_dir(cache_dir) / "miniimagenet" / f"{split}_{image_size}.npz"
-  cached = _io.load_arrays(cache, ("images", "labels", "names", "count"))
-  if cached is None or int(cached["count"]) != len(rows):
-    images_dir = folder / "images"
-    missing = [f for f, _ in rows if not (images_dir / f).is_file()]
-    if missing:
-      raise FileNotFoundError(
-        f"{len(missing)} images listed in {csv_path} are missing from {images_dir}, e.g. "
-        f"{missing[0]}; put the miniImageNet images there"
-      )
+  cache_root = _paths.cache_dir(cache_dir)
+  cache = cache_root / "miniimagenet" / f"{split}_{image_size}.npz"
+  images_dir = folder / "images"
+  missing = [f for f, _ in rows if not (images_dir / f).is_file()]
+  if missing:
+    raise FileNotFoundError(
+      f"{len(missing)} images listed in {csv_path} are missing from {images_dir}, e.g. "
+      f"{missing[0]}; put the miniImageNet images there"
+    )
+  # The key is the content used: the rows (file, label) and the bytes of each listed image.
+  source_id = hashlib.sha256(
+    json.dumps(rows).encode()
+    + _digest.source_digest(images_dir, cache_root, [f for f, _ in rows]).encode()
+  ).hexdigest()
+  cached = _io.load_arrays(cache, ("images", "labels", "names", "source"))
+  if not _digest.cache_is_current(cached, source_id, cache):
     pixels = _io.decode_many(
       images_dir,
       [f"images/{f}" for f, _ in rows],
@@ -67,7 +75,7 @@ def _from_csv(folder: Path, split: str, image_size: int, cache_dir, workers) -> 
     )
     index = {c: i for i, c in enumerate(classes)}
     labels = np.array([index[label] for _, label in rows])
-    cached = dict(images=pixels, labels=labels, names=np.array(classes), count=np.int64(len(rows)))
+    cached = dict(images=pixels, labels=labels, names=np.array(classes), source=np.array(source_id))
     _io.save_arrays(cache, **cached)
   per_class = [cached["images"][cached["labels"] == c] for c in range(len(classes))]
   return from_class_lists(per_class, classes, name=f"miniimagenet/{split}")
@@ -88,7 +96,7 @@ def load_mini_imagenet(
     image_size: side length for the CSV layout (the pickle cache is 84x84 as stored).
     data_dir: the data folder holding ``miniimagenet/``; see :func:`metajax.data.data_dir`.
     cache_dir: the cache folder (CSV layout only).
-    workers: decoding processes for the CSV layout's first conversion.
+    workers: decoding threads for the CSV layout's first conversion.
 
   Returns:
     A dataset of the split's classes, named by WordNet id, dense when all counts are equal.

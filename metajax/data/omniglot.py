@@ -3,7 +3,8 @@
 Pixels: ink is 1.0 (uint8 255) and background 0.0, the convention of Prototypical Networks
 (``1 - image``), so zero padding and rotation keep a blank background. Images are resized from
 105x105 with Lanczos filtering (as Finn et al.'s MAML data preparation), so strokes are gray at
-their edges. Converted arrays are cached as ``<cache_dir>/omniglot/<archive>_<size>.npz``.
+their edges. Converted arrays are cached as ``<cache_dir>/omniglot/<archive>_<size>.npz``, keyed by
+the sha256 of the archive's content (a changed or damaged archive rebuilds the cache).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metajax.data import _io, _paths
+from metajax.data import _digest, _io, _paths
 from metajax.data.augment import rotations_as_classes
 from metajax.data.dataset import ClassDataset
 
@@ -33,7 +34,8 @@ def _archive_path(root: Path, stem: str) -> Path:
       return candidate
   raise FileNotFoundError(
     f"Omniglot archive {stem}.zip not found in {root / 'omniglot'} (nor an extracted {stem}/ "
-    f"folder); fetch it with metajax.data.download_omniglot('{root / 'omniglot'}')"
+    f"folder); fetch it with 'metajax data download omniglot --data-dir {root}' (or "
+    f"metajax.data.download_omniglot('{root / 'omniglot'}'))"
   )
 
 
@@ -69,16 +71,15 @@ def omniglot_characters(
   """Loads every character of one official archive, without rotations.
 
   The first call decodes the PNGs (about 10 s per 1,000 characters on one core, split over
-  ``workers`` processes) and caches the result; later calls load the cache in well under a second.
+  ``workers`` threads) and caches the result; later calls load the cache in well under a second.
 
   Args:
     archive: ``"images_background"`` (964 characters) or ``"images_evaluation"`` (659).
     image_size: output side length (28 as Vinyals et al.; 84 or 105 also common).
     data_dir: the data folder (holding ``omniglot/``); see :func:`metajax.data.data_dir`.
     cache_dir: where converted arrays live; see :func:`metajax.data.cache_dir`.
-    workers: decoding processes; default ``min(4, cpu_count)``. Processes are started with
-      ``spawn``, so a script calling this at import time needs an ``if __name__ ==
-      "__main__":`` guard; pass ``workers=1`` to decode in this process.
+    workers: decoding threads; default ``min(4, cpu_count)``; ``workers=1`` decodes in the
+      calling thread. No ``if __name__ == "__main__":`` guard is needed (nothing is spawned).
 
   Returns:
     A dense dataset ``[n_characters, 20, S, S, 1]`` named ``"Alphabet/characterNN"``.
@@ -87,16 +88,21 @@ def omniglot_characters(
     FileNotFoundError: when the archive is missing.
     ValueError: when the archive is damaged, an image cannot be decoded, or the counts differ
       from the official release.
+
+  References:
+    Lake, Salakhutdinov & Tenenbaum, "Human-level concept learning through probabilistic
+    program induction", Science 350, 2015 (the dataset and its background/evaluation archives).
   """
   if archive not in ARCHIVES:
     raise ValueError(f"archive={archive!r} is not one of {sorted(ARCHIVES)}")
   if not 1 <= image_size <= 1024:
     raise ValueError(f"image_size={image_size} must be between 1 and 1024 (105 is the original)")
   source = _archive_path(_paths.data_dir(data_dir), archive)
-  cache = _paths.cache_dir(cache_dir) / "omniglot" / f"{archive}_{image_size}.npz"
-  source_id = f"{source.name}:{source.stat().st_size if source.is_file() else 'folder'}"
+  cache_root = _paths.cache_dir(cache_dir)
+  cache = cache_root / "omniglot" / f"{archive}_{image_size}.npz"
+  source_id = _digest.source_digest(source, cache_root)
   cached = _io.load_arrays(cache, ("images", "names", "source"))
-  if cached is not None and str(cached["source"]) == source_id:
+  if _digest.cache_is_current(cached, source_id, cache):
     return ClassDataset(cached["images"], tuple(cached["names"].tolist()), None, archive)
 
   with _io.ImageSource(source) as files:
@@ -116,7 +122,8 @@ def _read_split(root: Path, split: str) -> list[str]:
   path = root / "omniglot" / "splits" / "vinyals" / f"{split}.txt"
   if not path.is_file():
     raise FileNotFoundError(
-      f"Vinyals split file {path} not found; copy the split files from {_SPLIT_SOURCE} there"
+      f"Vinyals split file {path} not found; fetch it with 'metajax data download omniglot "
+      f"--data-dir {root}', or copy the split files from {_SPLIT_SOURCE} there"
     )
   lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
   if len(lines) != VINYALS_SPLITS[split]:
@@ -149,7 +156,7 @@ def load_omniglot(
     image_size: output side length, 28 by default.
     data_dir: the data folder; see :func:`metajax.data.data_dir`.
     cache_dir: the cache folder; see :func:`metajax.data.cache_dir`.
-    workers: PNG decoding processes for the first conversion (see :func:`omniglot_characters`).
+    workers: PNG decoding threads for the first conversion (see :func:`omniglot_characters`).
 
   Returns:
     A dense dataset ``[n_classes, 20, S, S, 1]`` uint8 (ink 255, background 0).

@@ -44,6 +44,17 @@ class EpisodeSampler:
     image_shape: ``(H, W, C)``.
     augment: per-image ``augment(key, image) -> image`` on float32 [0, 1] images, or ``None``.
     augment_query: whether query images are augmented too (support only by default).
+
+  Example:
+    >>> import numpy as np
+    >>> from metajax.data import from_labels
+    >>> data = from_labels(np.zeros((5, 4, 4, 1), np.uint8), [0, 0, 1, 1, 1], ["a", "b"])
+    >>> sampler = episode_sampler(data, ways=2, shots=1, queries=1, batch_size=8)
+    >>> sampler.counts.tolist(), sampler.index_table.tolist()
+    ([2, 3], [[0, 1, 0], [2, 3, 4]])
+
+  References:
+    Vinyals et al., "Matching Networks for One Shot Learning", NeurIPS 2016 (episodic training).
   """
 
   images: jax.Array
@@ -60,6 +71,23 @@ class EpisodeSampler:
   def sample(self, key: jax.Array) -> Task:
     """Returns one task batch for ``key`` (see :func:`sample_episodes`)."""
     return _sample_jit(self, key)
+
+  def sample_at(self, key: jax.Array, first: int) -> Task:
+    """Episodes ``first, ..., first + batch_size - 1`` of the stream of ``key``.
+
+    Episode ``i`` depends on ``(key, i)`` alone, whatever the batch size (see
+    :func:`sample_episodes_at`): the evaluation protocol, so that validation and test numbers
+    do not change with ``eval_batch``.
+    """
+    return _sample_at_jit(self, key, jnp.asarray(first, jnp.int32))
+
+  def sample_slice(self, key: jax.Array, start: int, stop: int) -> Task:
+    """Episodes ``start:stop`` of ``sample(key)``, computed without the others.
+
+    Each process of a multi-process run samples only its share of the batch this way (see
+    :func:`sample_episode_slice`).
+    """
+    return _slice_jit(self, key, int(start), int(stop))
 
   def iterate(
     self, key: jax.Array, *, num_batches: int | None = None, start: int = 0
@@ -119,7 +147,7 @@ def episode_sampler(
     queries: query images per class (Q).
     batch_size: episodes per batch (B).
     augment: optional per-image ``augment(key, image) -> image``, e.g.
-      ``compose(random_crop(padding=8), random_flip)`` from :mod:`metajax.data.augment`.
+      ``compose(random_crop(padding=8), random_flip)`` from ``metajax.data.augment``.
     augment_query: also augment the query images.
     device: where to keep the images; the default device when ``None``.
 
@@ -148,6 +176,9 @@ def episode_sampler(
       raise ValueError(f"{arg}={value} must be at least 1")
   if queries < 0:
     raise ValueError(f"queries={queries} must be at least 0")
+  if ways < 2:
+    raise ValueError(f"ways={ways} must be at least 2: a 1-way episode is not a classification "
+                     "task (its loss is 0 whatever the model); sample ways >= 2")
   if ways > dataset.num_classes:
     raise ValueError(
       f"ways={ways} but the split {name} has only {dataset.num_classes} classes; lower ways or "
@@ -207,9 +238,48 @@ def sample_episodes(sampler: EpisodeSampler, key: jax.Array) -> Task:
 
   Returns:
     A task batch, shapes as in :func:`episode_sampler`.
+
+  Example:
+    Three classes of two one-pixel images each (pixel value = image number): the support and
+    query images of an episode's class are always different images.
+
+    >>> import numpy as np, jax
+    >>> from metajax.data import episode_sampler, from_labels
+    >>> images = np.arange(6, dtype=np.uint8).reshape(6, 1, 1, 1)
+    >>> data = from_labels(images, [0, 0, 1, 1, 2, 2], ["a", "b", "c"])
+    >>> sampler = episode_sampler(data, ways=2, shots=1, queries=1, batch_size=4)
+    >>> tasks = jax.jit(sample_episodes)(sampler, jax.random.key(0))
+    >>> tasks.support_x.shape, tasks.support_y[0].tolist()
+    ((4, 2, 1, 1, 1), [0, 1])
+    >>> bool((tasks.support_x != tasks.query_x).all())
+    True
   """
-  ways, shots, queries, batch = sampler.ways, sampler.shots, sampler.queries, sampler.batch_size
-  episode_keys = jax.random.split(key, batch)
+  return sample_episode_slice(sampler, key, 0, sampler.batch_size)
+
+
+def sample_episode_slice(sampler: EpisodeSampler, key: jax.Array, start: int, stop: int
+                         ) -> Task:
+  """Episodes ``start:stop`` of :func:`sample_episodes` ``(sampler, key)``, and only those.
+
+  Every random draw of episode ``b`` comes from keys indexed by ``b`` (its episode key, its
+  images' augmentation keys), so a slice equals the same rows of the whole batch. A process of a
+  multi-process run samples its share of the global batch this way, and the global batch is the
+  same whatever the number of processes.
+
+  Args:
+    sampler: from :func:`episode_sampler`.
+    key: the batch's PRNG key.
+    start, stop: the episode range, ``0 <= start < stop <= batch_size`` (static under jit).
+
+  Returns:
+    A task batch of ``stop - start`` episodes.
+  """
+  ways, shots, queries, size = sampler.ways, sampler.shots, sampler.queries, sampler.batch_size
+  if not 0 <= start < stop <= size:
+    raise ValueError(f"episode slice {start}:{stop} is not within the batch of {size}; use "
+                     f"0 <= start < stop <= {size}")
+  batch = stop - start
+  episode_keys = jax.random.split(key, size)[start:stop]
   rows = jax.vmap(functools.partial(_episode_rows, sampler))(episode_keys)  # [B, N, K+Q]
   pixels = jnp.take(sampler.images, rows.reshape(-1), axis=0)
   x = pixels.reshape(batch, ways, shots + queries, *sampler.image_shape)
@@ -218,21 +288,53 @@ def sample_episodes(sampler: EpisodeSampler, key: jax.Array) -> Task:
   query_x = x[:, :, shots:].reshape(batch, ways * queries, *sampler.image_shape)
   if sampler.augment is not None:
     aug_key = jax.random.fold_in(key, 1)
-    support_x = _augment_all(sampler.augment, jax.random.fold_in(aug_key, 0), support_x)
+    support_x = _augment_all(sampler.augment, jax.random.fold_in(aug_key, 0), support_x,
+                             start, size)
     if sampler.augment_query and queries:
-      query_x = _augment_all(sampler.augment, jax.random.fold_in(aug_key, 1), query_x)
+      query_x = _augment_all(sampler.augment, jax.random.fold_in(aug_key, 1), query_x,
+                             start, size)
   labels = jnp.arange(ways, dtype=jnp.int32)
   support_y = jnp.broadcast_to(jnp.repeat(labels, shots), (batch, ways * shots))
   query_y = jnp.broadcast_to(jnp.repeat(labels, queries), (batch, ways * queries))
   return Task(support_x, support_y, query_x, query_y)
 
 
-def _augment_all(augment: Augment, key: jax.Array, images: jax.Array) -> jax.Array:
-  """Applies a per-image augmentation to ``[B, n, H, W, C]`` images with independent keys."""
+def sample_episodes_at(sampler: EpisodeSampler, key: jax.Array, first: jax.Array | int) -> Task:
+  """Samples episodes ``first + b`` for ``b < batch_size``; episode ``i`` from ``fold_in(key, i)``.
+
+  Unlike :func:`sample_episodes` (whose episode ``b`` is ``split(key, batch_size)[b]``), an
+  episode here is a function of the key and its index only, so the first 600 episodes are the
+  same whether they are drawn 1, 7, 50 or 600 at a time. A pure function, usable inside jit.
+
+  Args:
+    sampler: from :func:`episode_sampler`.
+    key: the base key of the episode stream.
+    first: the index of the batch's first episode.
+
+  Returns:
+    A task batch of ``sampler.batch_size`` episodes, shapes as in :func:`episode_sampler`.
+  """
+  one = dataclasses.replace(sampler, batch_size=1)
+  indices = jnp.asarray(first, jnp.int32) + jnp.arange(sampler.batch_size, dtype=jnp.int32)
+  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(indices)
+  episodes = jax.vmap(lambda k: sample_episodes(one, k))(keys)
+  return jax.tree.map(lambda x: x.reshape(x.shape[:1] + x.shape[2:]), episodes)
+
+
+def _augment_all(augment: Augment, key: jax.Array, images: jax.Array, start: int = 0,
+                 size: int | None = None) -> jax.Array:
+  """Applies a per-image augmentation to ``[B, n, H, W, C]`` images with independent keys.
+
+  The images are episodes ``start:start+B`` of a batch of ``size``; image ``j`` of episode ``b``
+  takes key ``b * n + j`` of ``split(key, size * n)``.
+  """
   batch, n = images.shape[:2]
+  size = batch if size is None else size
   flat = images.reshape(batch * n, *images.shape[2:])
-  flat_keys = jax.random.split(key, batch * n)
+  flat_keys = jax.random.split(key, size * n)[start * n:(start + batch) * n]
   return jax.vmap(augment)(flat_keys, flat).reshape(images.shape)
 
 
 _sample_jit = jax.jit(sample_episodes)
+_sample_at_jit = jax.jit(sample_episodes_at)
+_slice_jit = jax.jit(sample_episode_slice, static_argnums=(2, 3))

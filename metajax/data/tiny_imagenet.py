@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metajax.data import _io, _paths
+from metajax.data import _digest, _io, _paths
 from metajax.data.dataset import ClassDataset
 
 NUM_CLASSES = 200
@@ -62,7 +62,7 @@ def tiny_imagenet_classes(
   Args:
     data_dir: the data folder holding ``tiny-imagenet/``; see :func:`metajax.data.data_dir`.
     cache_dir: the cache folder; see :func:`metajax.data.cache_dir`.
-    workers: JPEG decoding processes for the first conversion (see ``_io.decode_many``).
+    workers: JPEG decoding threads for the first conversion (see ``_io.decode_many``).
 
   Returns:
     A dense dataset ``[200, n_per_class, 64, 64, 3]`` uint8 named by wnid, in sorted wnid order
@@ -71,12 +71,16 @@ def tiny_imagenet_classes(
   Raises:
     FileNotFoundError: when no archive or folder is found.
     ValueError: when the archive is damaged, an image cannot be decoded, or classes are missing.
+
+  References:
+    Le & Yang, "Tiny ImageNet Visual Recognition Challenge", CS231N, Stanford, 2015.
   """
   source = _find_source(_paths.data_dir(data_dir))
-  source_id = f"{source.name}:{source.stat().st_size if source.is_file() else 'folder'}"
-  cache = _paths.cache_dir(cache_dir) / "tiny-imagenet" / f"{source.stem}.npz"
+  cache_root = _paths.cache_dir(cache_dir)
+  cache = cache_root / "tiny-imagenet" / f"{source.stem}.npz"
+  source_id = _digest.source_digest(source, cache_root)  # content, not name and size
   cached = _io.load_arrays(cache, ("images", "names", "source"))
-  if cached is not None and str(cached["source"]) == source_id:
+  if _digest.cache_is_current(cached, source_id, cache):
     return ClassDataset(cached["images"], tuple(cached["names"].tolist()), None, "tiny-imagenet")
 
   with _io.ImageSource(source) as files:
@@ -122,7 +126,7 @@ def load_tiny_imagenet(
     data_dir: the data folder holding ``tiny-imagenet/<archive>.zip`` or the extracted
       ``tiny-imagenet/tiny-imagenet-200/``.
     cache_dir: the cache folder.
-    workers: decoding processes for the first conversion.
+    workers: decoding threads for the first conversion.
 
   Returns:
     A dense dataset ``[n_classes, n_per_class, 64, 64, 3]`` uint8.

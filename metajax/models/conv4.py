@@ -36,10 +36,21 @@ class Conv4(nnx.Module):
     pooling: ``"max"`` or ``"stride"``.
     pooled_blocks: how many leading blocks downsample (4 by default).
     flatten: flatten the embedding (ignored with a head, which always flattens).
-    conv: convolution implementation, see :func:`metajax.models._conv.resolve`: ``"xla"``
+    conv: convolution implementation, see ``metajax.models._conv.resolve``: ``"xla"``
       (``lax.conv_general_dilated``), ``"matmul"`` (patches and matmuls, fast gradients inside
       task loops on CPU) or ``"auto"`` (``"matmul"`` on CPU, ``"xla"`` elsewhere).
     rngs: NNX random streams.
+
+  Raises:
+    ValueError: for an unknown ``pooling``, a malformed ``input_shape`` or ``filters``, or inputs
+      too small for ``pooled_blocks`` downsamplings.
+
+  References:
+    Vinyals, Blundell, Lillicrap, Kavukcuoglu & Wierstra, "Matching Networks for One Shot
+    Learning", NeurIPS 2016; Snell, Swersky & Zemel, "Prototypical Networks for Few-shot
+    Learning", NeurIPS 2017; Finn, Abbeel & Levine, "Model-Agnostic Meta-Learning for Fast
+    Adaptation of Deep Networks", ICML 2017 (the ``"stride"`` variant); Sung et al., "Learning
+    to Compare: Relation Network for Few-Shot Learning", CVPR 2018 (``pooled_blocks=2``).
   """
 
   def __init__(
@@ -63,6 +74,9 @@ class Conv4(nnx.Module):
     widths = [filters] * 4 if isinstance(filters, int) else list(filters)
     if len(widths) != 4:
       raise ValueError(f"filters must be an int or 4 widths, got {filters!r}.")
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in widths):
+      raise ValueError(f"filters must be positive integers (channels per block), got {filters!r}; "
+                       "e.g. filters=64 or filters=(32, 32, 64, 64).")
     self.pooling, self.pooled_blocks, self.flatten = pooling, pooled_blocks, flatten
     self.input_shape = tuple(int(d) for d in input_shape)
     channels = [self.input_shape[-1], *widths]
@@ -136,9 +150,12 @@ def conv4_model(
     The model; its state holds the BatchNorm statistics.
 
   Example:
+    A narrow 5-way classifier (the papers use ``filters=64``), applied under ``jit``:
+
     >>> import jax, jax.numpy as jnp
-    >>> model = conv4_model(5, jax.random.key(0))
-    >>> model.apply(model.params, model.state, jnp.zeros((3, 28, 28, 1)), train=True)[0].shape
+    >>> model = conv4_model(5, jax.random.key(0), filters=8)
+    >>> apply = jax.jit(model.apply, static_argnames="train")
+    >>> apply(model.params, model.state, jnp.zeros((3, 28, 28, 1)), train=True)[0].shape
     (3, 5)
 
   References:

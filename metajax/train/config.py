@@ -33,9 +33,9 @@ class Config:
 
   Attributes:
     name: a short label for the run.
-    algorithm: one of :data:`metajax.train.registry.ALGORITHMS` (``maml``, ``protonet``, ...).
+    algorithm: one of ``metajax.train.registry.ALGORITHMS`` (``maml``, ``protonet``, ...).
     algorithm_kwargs: keyword arguments of the algorithm factory (``inner_lr``, ``steps``, ...).
-    model: backbone, one of :data:`metajax.train.registry.MODELS` (``conv4``, ``resnet12``).
+    model: backbone, one of ``metajax.train.registry.MODELS`` (``conv4``, ``resnet12``).
     model_kwargs: keyword arguments of the model factory (``filters``, ``pooling``, ...).
     dataset: ``omniglot`` or ``tiny_imagenet``.
     dataset_kwargs: keyword arguments of the loader (``image_size`` for Omniglot).
@@ -48,11 +48,14 @@ class Config:
     learning_rate: outer step size (Reptile's meta step size epsilon).
     optimizer_kwargs: the learning-rate schedule (``decay_every``/``decay_factor``, or
       ``schedule="cosine"``/``min_learning_rate``; see
-      :func:`metajax.train.registry.build_optimizer`) and extra optimizer arguments
+      ``metajax.train.registry.build_optimizer``) and extra optimizer arguments
       (``anneal_steps`` for Reptile, ``b1`` for Adam, ...).
     meta_steps: outer iterations.
     time_budget_minutes: stop meta-training after this much wall-clock time (``None``: no limit).
     eval_every: validate (and checkpoint) every this many meta-steps.
+    checkpoint_every_minutes: also checkpoint when this much wall-clock time passed since the
+      last checkpoint (``None``: only every ``eval_every`` steps), so a killed run loses at most
+      that much work.
     eval_episodes: validation episodes.
     test_episodes: final test episodes (600 as the papers report).
     eval_batch: episodes sampled per evaluation call (evaluated one at a time on CPU, vmapped on
@@ -66,6 +69,18 @@ class Config:
     keep_checkpoints: how many latest checkpoints to keep (the best one is kept as well).
     seed: the only source of randomness: model init, episodes and step keys derive from it.
     run_dir: the run folder (config, metrics, checkpoints, plots).
+    devices: devices to meta-train and evaluate on: ``"all"``, a number (the same number from
+      each process) or ``None`` (one device, or all of them in a multi-process run). The task
+      batch is sharded over them and parameters are replicated (see
+      ``metajax.train.distributed``); results equal the one-device run's up to float
+      summation order, and a run may resume on another number of devices.
+    mesh: axis sizes of the device mesh, e.g. ``{"tasks": -1}`` (the default when empty): the
+      task batch is sharded over the ``"tasks"`` axis.
+
+  Example:
+    >>> config = Config(algorithm="protonet", ways=20, shots=5, meta_steps=2000)
+    >>> config.eval_ways, config.replace(test_ways=5).eval_ways
+    (20, 5)
   """
 
   name: str = "run"
@@ -91,6 +106,7 @@ class Config:
   meta_steps: int = 60_000
   time_budget_minutes: float | None = None
   eval_every: int = 500
+  checkpoint_every_minutes: float | None = 5.0
   eval_episodes: int = 200
   test_episodes: int = 600
   eval_batch: int = 50
@@ -102,6 +118,8 @@ class Config:
   keep_checkpoints: int = 3
   seed: int = 0
   run_dir: str = "runs/run"
+  devices: int | str | None = None
+  mesh: dict = dataclasses.field(default_factory=dict)
 
   @property
   def eval_ways(self) -> int:
@@ -132,16 +150,25 @@ class Config:
 
 @dataclasses.dataclass(frozen=True)
 class SinusoidConfig:
-  """MAML sinusoid regression (:func:`metajax.train.sinusoid.train_sinusoid`'s arguments).
+  """MAML sinusoid regression (:func:`metajax.train.train_sinusoid`'s arguments).
 
   Attributes:
     meta_steps, meta_batch, inner_lr, inner_steps, learning_rate, seed: as
-      :func:`~metajax.train.sinusoid.train_sinusoid`.
+      :func:`~metajax.train.train_sinusoid`.
     shots: the values of K; one model is meta-trained per K (K support and K query points per
       training task) and tested on new K-shot tasks, as ``metajax sinusoid`` does. A model
       meta-trained with K=10 and adapted with K=5 diverges on a few tasks at alpha=0.01.
     test_tasks: new tasks per K in the adaptation table.
     run_dir: where the table (``sinusoid_table.json``) and the config go.
+
+  Example:
+    >>> config = validate(SinusoidConfig(meta_steps=1000, shots=(10,)))
+    >>> config.shots, config.inner_lr
+    ((10,), 0.01)
+
+  References:
+    Finn, Abbeel & Levine, "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks",
+    ICML 2017, Section 5.1 (the defaults are the paper's sinusoid settings).
   """
 
   meta_steps: int = 70_000
@@ -172,7 +199,9 @@ def parse_setting(arg: str | None, allowed: Sequence[str]) -> tuple[int, int]:
 
 # Changing these between a run and its resumption would change what is trained.
 RESUME_MUTABLE = ("meta_steps", "time_budget_minutes", "test_episodes", "adaptation_steps",
-                  "adaptation_episodes", "eval_batch", "keep_checkpoints", "run_dir", "name")
+                  "adaptation_episodes", "eval_batch", "keep_checkpoints", "run_dir", "name",
+                  "devices", "mesh",
+                  "checkpoint_every_minutes")
 
 
 def field_names() -> list[str]:
@@ -211,7 +240,15 @@ def load_config(spec: str | Path, overrides: Sequence[str] = ()) -> Config | Sin
   takes_arg = bool(inspect.signature(module.get_config).parameters)
   if arg is not None and not takes_arg:
     raise ValueError(f"{path}: get_config() takes no argument, but {spec!r} passes {arg!r}")
+  settings = getattr(module, "SETTINGS", ())
+  if arg is None and takes_arg and len(settings) > 1:
+    raise ValueError(f"{path} holds {len(settings)} settings {list(settings)} but none was "
+                     f"chosen; name one after a colon, e.g. '{path}:{settings[0]}'")
   config = module.get_config(arg) if takes_arg else module.get_config()
+  from metajax.train.rl import RLConfig  # meta-RL runs (metajax.train.rl)
+
+  if isinstance(config, RLConfig):
+    return apply_overrides(config, overrides).validated()
   if not isinstance(config, Config | SinusoidConfig):
     raise TypeError(f"{path}: get_config() must return metajax.train.Config, got "
                     f"{type(config).__name__}")
@@ -222,8 +259,23 @@ def apply_overrides(config: Config | SinusoidConfig, overrides: Sequence[str]
                     ) -> Config | SinusoidConfig:
   """Applies ``key=value`` (and ``dict_field.entry=value``) overrides, coercing types.
 
+  Args:
+    config: the config to start from (not modified).
+    overrides: strings ``key=value``; ``value`` is a Python literal (a bare word is a string),
+      coerced to the field's type. ``dict_field.entry=value`` sets one entry of a dictionary
+      field such as ``algorithm_kwargs``.
+
+  Returns:
+    A new config of the same class with the overrides applied (not yet validated; see
+    :func:`validate`).
+
   Raises:
     ValueError: naming the key, for unknown keys, missing ``=`` or values of the wrong type.
+
+  Example:
+    >>> config = apply_overrides(Config(), ["meta_steps=2000", "algorithm_kwargs.inner_lr=0.1"])
+    >>> config.meta_steps, config.algorithm_kwargs
+    (2000, {'inner_lr': 0.1})
   """
   changes: dict[str, Any] = {}
   hints = typing.get_type_hints(type(config))
@@ -292,11 +344,22 @@ def validate(config: Config | SinusoidConfig) -> Config | SinusoidConfig:
   that the algorithm and model accept their keyword arguments, that ways do not exceed the
   classes of a split and shots + queries the images of a class.
 
+  Args:
+    config: a :class:`Config` or :class:`SinusoidConfig`.
+
   Returns:
     ``config`` unchanged.
 
   Raises:
     ValueError: with a message naming the offending key.
+
+  Example:
+    >>> validate(Config(ways=5)).ways
+    5
+    >>> validate(Config(ways=2000))
+    Traceback (most recent call last):
+    ...
+    ValueError: config key 'test_ways (or ways)' is 2000 but the omniglot split 'val' has only ...
   """
   from metajax.train import registry
 
@@ -325,6 +388,16 @@ def validate(config: Config | SinusoidConfig) -> Config | SinusoidConfig:
   if config.queries < 1:
     raise ValueError(f"config key 'queries' must be at least 1 (the query set gives the loss), "
                      f"got {config.queries}")
+  for key in ("ways", "test_ways"):
+    if getattr(config, key) is not None and getattr(config, key) < 2:
+      raise ValueError(f"config key {key!r} must be at least 2, got {getattr(config, key)}: a "
+                       "1-way episode is not a classification task (its loss is 0 and accuracy "
+                       f"100% whatever the model); set {key}=2 or more")
+  every = config.checkpoint_every_minutes
+  if every is not None and (isinstance(every, bool) or not isinstance(every, float | int)
+                            or not every > 0):
+    raise ValueError(f"config key 'checkpoint_every_minutes' must be > 0 or None (checkpoint "
+                     f"only every eval_every steps), got {every!r}; e.g. 5")
   if not (isinstance(config.learning_rate, float | int) and config.learning_rate > 0):
     raise ValueError(f"config key 'learning_rate' must be > 0, got {config.learning_rate!r}")
   budget = config.time_budget_minutes
@@ -335,5 +408,8 @@ def validate(config: Config | SinusoidConfig) -> Config | SinusoidConfig:
       raise ValueError(f"config key {key!r} must be a dict, got {getattr(config, key)!r}")
   if not config.run_dir:
     raise ValueError("config key 'run_dir' must name a folder")
+  from metajax.train import distributed
+
+  distributed.check_layout_keys(config.devices, config.mesh)
   registry.check(config)
   return config

@@ -11,9 +11,10 @@ import jax
 import optax
 
 from metajax import algorithms, models
+from metajax.algorithms.snail import PAPER_ATTENTION
 from metajax.core.learner import Model
 from metajax.core.meta_learner import MetaLearner
-from metajax.data import ClassDataset
+from metajax.data import ClassDataset, episode_sampler
 
 
 class AlgorithmSpec(NamedTuple):
@@ -25,11 +26,18 @@ class AlgorithmSpec(NamedTuple):
       embedding network and any number of ways works at test time).
     needs_context: the factory also takes ``key=`` (for networks of its own) and
       ``input_shape=`` (of one image), which the trainer supplies.
+    supervised: the learner trains on minibatches of the training split labelled by their
+      global class (:func:`metajax.data.batch_sampler`), not on episodes; the factory also takes
+      ``classes=`` (of the training split), which the trainer supplies.
+    context_inputs: the factory argument (CAVIA's ``context_dim``) giving how many channels the
+      learner concatenates to each image, which the trainer adds to the model's input shape.
   """
 
   factory: Callable[..., MetaLearner]
   gradient_based: bool
   needs_context: bool = False
+  supervised: bool = False
+  context_inputs: str | None = None
 
 
 def embedding_shape(embedding: Model, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -70,6 +78,62 @@ def siamese_from_embedding(
   return algorithms.siamese(embedding, features=features, ways=ways, batch_norm=batch_norm)
 
 
+def pretrain_from_embedding(
+    embedding: Model, *, key: jax.Array, input_shape: tuple[int, ...], classes: int,
+    evaluator: str = "linear_probe", evaluator_kwargs: dict | None = None,
+    classifier: str = "linear", scale: float = 10.0, ways: int | None = None,
+    batch_norm: str = "transductive") -> MetaLearner:
+  """:func:`metajax.pretrain` with ``features`` read off the embedding's output size.
+
+  Training minibatches hold ``ways`` classes of the training split with ``shots + queries``
+  images each (labelled by global class); validation and test episodes are scored by
+  ``evaluator`` (``"linear_probe"``, ``"baseline"``, ``"baseline_plus_plus"`` or
+  ``"nearest_centroid"``) with ``evaluator_kwargs``.
+  """
+  del key
+  features = math.prod(embedding_shape(embedding, input_shape))
+  return algorithms.pretrain(embedding, classes=classes, features=features, evaluator=evaluator,
+                             evaluator_kwargs=evaluator_kwargs, classifier=classifier,
+                             scale=scale, ways=ways, batch_norm=batch_norm)
+
+
+def hypernetwork_from_embedding(
+    embedding: Model, *, key: jax.Array, input_shape: tuple[int, ...], ways: int,
+    hidden: int = 256, use_film: bool = False, finetune_steps: int = 0, inner_lr: float = 0.1,
+    init_scale: float = 2.0, batch_norm: str = "transductive") -> MetaLearner:
+  """:func:`metajax.hypernetwork` with ``features`` read off the embedding's output size."""
+  return algorithms.hypernetwork(
+      embedding, ways=ways, features=math.prod(embedding_shape(embedding, input_shape)),
+      hidden=hidden, use_film=use_film, finetune_steps=finetune_steps, inner_lr=inner_lr,
+      init_scale=init_scale, batch_norm=batch_norm, key=key)
+
+
+def versa_from_embedding(
+    embedding: Model, *, key: jax.Array, input_shape: tuple[int, ...], ways: int,
+    samples: int = 10, test_samples: int = 100, hidden: int = 256,
+    init_log_variance: float = -6.0, init_scale: float = 2.0,
+    batch_norm: str = "transductive") -> MetaLearner:
+  """:func:`metajax.versa` with ``features`` read off the embedding's output size."""
+  return algorithms.versa(
+      embedding, ways=ways, features=math.prod(embedding_shape(embedding, input_shape)),
+      samples=samples, test_samples=test_samples, hidden=hidden,
+      init_log_variance=init_log_variance, init_scale=init_scale, batch_norm=batch_norm, key=key)
+
+
+def snail_from_embedding(
+    embedding: Model, *, key: jax.Array, input_shape: tuple[int, ...], ways: int,
+    shots: int = 1, filters: int = 128, attention: tuple = PAPER_ATTENTION,
+    shuffle: bool = True, batch_norm: str = "transductive") -> MetaLearner:
+  """:func:`metajax.snail` with ``features`` read off the embedding's output size.
+
+  SNAIL's label inputs and outputs are ``ways`` wide, so it tests with the training ways.
+  """
+  return algorithms.snail(
+      embedding, ways=ways, features=math.prod(embedding_shape(embedding, input_shape)),
+      shots=shots, filters=filters, attention=tuple(map(tuple, attention)), shuffle=shuffle,
+      batch_norm=batch_norm, key=key)
+
+
 ALGORITHMS: dict[str, AlgorithmSpec] = {
     "maml": AlgorithmSpec(algorithms.maml, True),
     "fomaml": AlgorithmSpec(algorithms.fomaml, True),
@@ -81,7 +145,15 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
     "matching_net": AlgorithmSpec(algorithms.matching_net, False),
     "relation_net": AlgorithmSpec(relation_net_from_embedding, False, needs_context=True),
     "siamese": AlgorithmSpec(siamese_from_embedding, False, needs_context=True),
+    "pretrain": AlgorithmSpec(pretrain_from_embedding, False, needs_context=True,
+                              supervised=True),
     "r2d2": AlgorithmSpec(algorithms.r2d2, False),
+    "imaml": AlgorithmSpec(algorithms.imaml, True),
+    "cavia": AlgorithmSpec(algorithms.cavia, True, context_inputs="context_dim"),
+    "metaoptnet": AlgorithmSpec(algorithms.metaoptnet, False),
+    "hypernetwork": AlgorithmSpec(hypernetwork_from_embedding, False, needs_context=True),
+    "versa": AlgorithmSpec(versa_from_embedding, False, needs_context=True),
+    "snail": AlgorithmSpec(snail_from_embedding, False, needs_context=True),
 }
 
 MODELS: dict[str, Callable] = {
@@ -113,6 +185,44 @@ def _tiny_imagenet_loader(split: str, **kwargs) -> ClassDataset:
   return load_tiny_imagenet(split, **kwargs)
 
 
+def _mini_imagenet_loader(split: str, **kwargs) -> ClassDataset:
+  from metajax.data import load_mini_imagenet
+
+  return load_mini_imagenet(split, **kwargs)
+
+
+def _cifar_fs_loader(split: str, **kwargs) -> ClassDataset:
+  from metajax.data import load_cifar_fs
+
+  return load_cifar_fs(split, **kwargs)
+
+
+META_DATASET_SOURCES = ("omniglot", "tiny_imagenet")
+
+
+def _meta_dataset_loader(split: str, *, sources=META_DATASET_SOURCES, image_size: int = 28,
+                         probabilities: dict | None = None, **kwargs) -> ClassDataset:
+  """Several sources' ``split`` resized to ``image_size`` RGB, classes named ``source:class``.
+
+  ``split`` may name one source, ``"test:omniglot"``, to test per source. ``probabilities``
+  (``{source: weight}``) is the training sampler's, see :func:`train_sampler`.
+  """
+  from metajax.data import meta_dataset
+
+  del probabilities
+  split, _, only = split.partition(":")
+  if only and only not in sources:
+    raise ValueError(f"split {split}:{only} names a source that is not one of {list(sources)}")
+  chosen = [only] if only else list(sources)
+  unknown = [s for s in chosen if s not in DATASETS or s == "meta_dataset"]
+  if unknown:
+    raise ValueError(f"meta_dataset sources {unknown} are not datasets; use some of "
+                     f"{sorted(set(DATASETS) - {'meta_dataset'})}")
+  parts = {s: meta_dataset.resize_dataset(DATASETS[s].loader(split, **kwargs),
+                                          (image_size, image_size, 3)) for s in chosen}
+  return meta_dataset.merge_sources(parts, name=f"meta_dataset/{split}")
+
+
 DATASETS: dict[str, DatasetSpec] = {
     "omniglot": DatasetSpec(
         _omniglot_loader,
@@ -123,6 +233,17 @@ DATASETS: dict[str, DatasetSpec] = {
         _tiny_imagenet_loader, {"train": 120, "val": 40, "test": 40},
         # The train100 archive holds 100 images per class (the full one 500).
         100, lambda kw: (64, 64, 3)),
+    # Ravi & Larochelle split; the images are not in ../shared/data (the loader says where).
+    "mini_imagenet": DatasetSpec(
+        _mini_imagenet_loader, {"train": 64, "val": 16, "test": 20}, 600,
+        lambda kw: (kw.get("image_size", 84), kw.get("image_size", 84), 3)),
+    "cifar_fs": DatasetSpec(
+        _cifar_fs_loader, {"train": 64, "val": 16, "test": 20}, 600, lambda kw: (32, 32, 3)),
+    # Meta-Dataset protocol over several sources (training: one source per batch, variable
+    # ways and shots); class counts of the default sources, Omniglot + Tiny-ImageNet.
+    "meta_dataset": DatasetSpec(
+        _meta_dataset_loader, {"train": 4112 + 120, "val": 688 + 40, "test": 1692 + 40}, 20,
+        lambda kw: (kw.get("image_size", 28), kw.get("image_size", 28), 3)),
 }
 
 
@@ -136,6 +257,22 @@ def _check_kwargs(factory: Callable, kwargs: dict, key: str, reserved: tuple[str
       known = [p for p in params if p not in ("model", "embedding", "key", "outputs", *reserved)]
       raise ValueError(f"config key '{key}.{name}' is not an argument of {factory.__name__}(); "
                        f"known: {known}")
+    default = params[name].default if name in params else inspect.Parameter.empty
+    _check_like_default(f"{key}.{name}", kwargs[name], default)
+
+
+def _is_number(value) -> bool:
+  return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_like_default(key: str, value, default) -> None:
+  """A value where the factory's default is a number (or a flag) must be one too."""
+  if isinstance(default, bool) and not isinstance(value, bool):
+    raise ValueError(f"config key '{key}' must be True or False (default {default}), got "
+                     f"{value!r}")
+  if _is_number(default) and isinstance(value, str | bytes | dict | bool | type(None)):
+    raise ValueError(f"config key '{key}' must be a number like its default {default!r}, got "
+                     f"{value!r}; e.g. {key}={default!r}")
 
 
 def check(config) -> None:
@@ -157,8 +294,25 @@ def check(config) -> None:
   spec = ALGORITHMS[config.algorithm]
   _check_kwargs(spec.factory, config.algorithm_kwargs, "algorithm_kwargs",
                 ("ways", "key", "input_shape") if spec.needs_context else ("ways",))
+  if spec.supervised:
+    _check_kwargs(spec.factory, config.algorithm_kwargs, "algorithm_kwargs", ("classes",))
+    from metajax.algorithms.transfer import EVALUATORS
+
+    name = config.algorithm_kwargs.get("evaluator", "linear_probe")
+    if name not in EVALUATORS:
+      raise ValueError(f"config key 'algorithm_kwargs.evaluator' is {name!r}, not one of "
+                       f"{sorted(EVALUATORS)}")
+    _check_kwargs(EVALUATORS[name], config.algorithm_kwargs.get("evaluator_kwargs") or {},
+                  "algorithm_kwargs.evaluator_kwargs", ("ways", "batch_norm"))
   _check_kwargs(MODELS[config.model], config.model_kwargs, "model_kwargs",
                 ("outputs", "key", "input_shape"))
+  try:  # the model's own argument checks, on shapes only (nothing is computed)
+    jax.eval_shape(lambda key: MODELS[config.model](
+        config.ways if spec.gradient_based else None, key, input_shape=image_shape(config),
+        **config.model_kwargs).params, jax.random.key(0))
+  except (ValueError, TypeError) as error:
+    raise ValueError(f"config key 'model_kwargs' is {config.model_kwargs!r}, which "
+                     f"{config.model} does not accept: {error}") from None
   if config.algorithm == "anil":
     _check_kwargs(algorithms.maml, {k: v for k, v in config.algorithm_kwargs.items()
                                     if k != "head"}, "algorithm_kwargs", ("ways",))
@@ -172,6 +326,10 @@ def check(config) -> None:
         f"config key 'test_ways' is {config.test_ways} but {config.algorithm} has a "
         f"{config.ways}-way head; gradient-based learners test with the training ways "
         "(set test_ways=None)")
+  if config.algorithm == "snail" and config.eval_ways != config.ways:
+    raise ValueError(
+        f"config key 'test_ways' is {config.test_ways} but snail's label inputs and outputs are "
+        f"{config.ways} wide; snail tests with the training ways (set test_ways=None)")
   dataset = DATASETS[config.dataset]
   for key, split, ways, shots, queries in (
       ("train_split", config.train_split, config.ways, config.shots, config.queries),
@@ -211,15 +369,73 @@ def build_learner(config, key: jax.Array, *, ways: int | None = None) -> MetaLea
   """
   spec = ALGORITHMS[config.algorithm]
   outputs = config.ways if spec.gradient_based else None
-  model = MODELS[config.model](outputs, key, input_shape=image_shape(config),
-                               **config.model_kwargs)
+  input_shape = image_shape(config)
+  if spec.context_inputs:
+    extra = config.algorithm_kwargs.get(spec.context_inputs, 0)
+    input_shape = (*input_shape[:-1], input_shape[-1] + extra)
+  model = MODELS[config.model](outputs, key, input_shape=input_shape, **config.model_kwargs)
   kwargs = dict(config.algorithm_kwargs)
   if not spec.gradient_based:
     kwargs["ways"] = ways or config.ways
+  if spec.supervised:
+    kwargs["classes"] = DATASETS[config.dataset].split_classes[config.train_split]
   if spec.needs_context:
-    return spec.factory(model, key=jax.random.fold_in(key, 1), input_shape=image_shape(config),
-                        **kwargs)
-  return spec.factory(model, **kwargs)
+    kwargs.update(key=jax.random.fold_in(key, 1), input_shape=image_shape(config))
+  try:
+    return spec.factory(model, **kwargs)
+  except (ValueError, TypeError) as error:  # the factory's own checks (inner_lr > 0, ...)
+    raise ValueError(f"config key 'algorithm_kwargs' is {config.algorithm_kwargs!r}, which "
+                     f"{config.algorithm} does not accept: {error}") from error
+
+
+def train_sampler(config, dataset: ClassDataset):
+  """The sampler of training batches: ``meta_batch`` episodes of ``ways``-way ``shots``-shot
+  ``queries``-query, or for a supervised learner (pretraining) ``meta_batch`` minibatches of
+  ``ways`` classes with ``shots + queries`` images each, labelled by global class."""
+  if ALGORITHMS[config.algorithm].supervised:
+    from metajax.data.batch_sampler import batch_sampler
+
+    if dataset.num_classes != DATASETS[config.dataset].split_classes[config.train_split]:
+      raise ValueError(
+          f"the {config.dataset} split {config.train_split!r} holds {dataset.num_classes} "
+          f"classes, not the {DATASETS[config.dataset].split_classes[config.train_split]} the "
+          "registry lists; the pretraining classifier needs one output per class")
+    return batch_sampler(dataset, classes=config.ways, shots=config.shots,
+                         queries=config.queries, batch_size=config.meta_batch)
+  if config.dataset == "meta_dataset":
+    from metajax.data import meta_dataset
+
+    per_source = meta_dataset.split_sources(dataset)
+    return meta_dataset.multi_source_sampler(
+        {s: meta_dataset.meta_dataset_sampler(d, batch_size=config.meta_batch)
+         for s, d in per_source.items()}, config.dataset_kwargs.get("probabilities"))
+  return episode_sampler(dataset, ways=config.ways, shots=config.shots, queries=config.queries,
+                         batch_size=config.meta_batch)
+
+
+def evaluator_for_run(config, name: str, params, key: jax.Array) -> tuple[MetaLearner, object]:
+  """A few-shot evaluator over the config's embedding network and the run's embedding weights.
+
+  Args:
+    config: the run's config.
+    name: an evaluator of :data:`metajax.algorithms.transfer.EVALUATORS`.
+    params: the run's meta-parameters; they must hold ``"embedding"``.
+    key: initialisation key of the network (only its structure is used).
+
+  Returns:
+    ``(evaluator, evaluator_params)`` for :func:`metajax.evaluate_tasks`.
+  """
+  from metajax.algorithms.transfer import EVALUATORS, build_evaluator, embedding_params
+
+  if name not in EVALUATORS:
+    raise ValueError(f"evaluator {name!r} is not one of {sorted(EVALUATORS)}")
+  if ALGORITHMS[config.algorithm].gradient_based:
+    raise ValueError(f"{config.algorithm} trains a classifier with a {config.ways}-way head, not "
+                     "an embedding network; evaluators score runs of metric learners or "
+                     "pretraining")
+  model = MODELS[config.model](None, key, input_shape=image_shape(config), **config.model_kwargs)
+  learner = build_evaluator(name, model, ways=config.eval_ways)
+  return learner, embedding_params(learner, params)
 
 
 def build_optimizer(config) -> optax.GradientTransformation:
@@ -236,6 +452,13 @@ def build_optimizer(config) -> optax.GradientTransformation:
   decay_every, decay_factor = kwargs.pop("decay_every", None), kwargs.pop("decay_factor", 0.5)
   schedule = kwargs.pop("schedule", "constant")
   min_rate = kwargs.pop("min_learning_rate", 0.0)
+  if decay_every is not None and (not isinstance(decay_every, int) or isinstance(decay_every, bool)
+                                  or decay_every <= 0):
+    raise ValueError("config key 'optimizer_kwargs.decay_every' must be a positive number of "
+                     f"steps, got {decay_every!r}; e.g. optimizer_kwargs.decay_every=2000")
+  for name, value in (("decay_factor", decay_factor), ("min_learning_rate", min_rate)):
+    if not _is_number(value):
+      raise ValueError(f"config key 'optimizer_kwargs.{name}' must be a number, got {value!r}")
   if schedule not in ("constant", "cosine"):
     raise ValueError(f"config key 'optimizer_kwargs.schedule' must be 'constant' or 'cosine', "
                      f"got {schedule!r} (use decay_every=N for step decay)")

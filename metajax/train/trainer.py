@@ -17,6 +17,7 @@ current step, save and return; SIGKILL loses at most the steps since the last ch
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import signal
@@ -30,9 +31,9 @@ import jax
 import numpy as np
 
 from metajax.core.meta_learner import MetaLearner
-from metajax.core.meta_step import MetaTrainState, evaluate_tasks, init_meta_state, make_meta_step
+from metajax.core.meta_step import MetaTrainState, evaluate_tasks, init_meta_state
 from metajax.data.sampler import EpisodeSampler, episode_sampler
-from metajax.train import metrics_log, plots, registry
+from metajax.train import distributed, metrics_log, plots, registry, run_lock
 from metajax.train._atomic import write_text_atomically
 from metajax.train.checkpoint import Checkpointer, CheckpointError
 from metajax.train.config import RESUME_MUTABLE, Config, validate
@@ -44,7 +45,13 @@ _MODEL, _TRAIN_EPISODES, _STEP, _VAL, _TEST = range(5)
 
 
 class NonFiniteError(RuntimeError):
-  """A training metric became NaN or infinite; the run stopped without saving the bad state."""
+  """A training metric became NaN or infinite; the run stopped without saving the bad state.
+
+  Raised by :func:`metajax.train.train` (from its NaN guard, which checks the metrics each time it
+  logs them) when the loss or gradient norm is NaN/inf, when a task batch holds NaN/inf inputs, or
+  when an update made the parameters non-finite. The message names the step range and the last
+  good checkpoint.
+  """
 
 
 class TrainResult(NamedTuple):
@@ -62,6 +69,16 @@ class TrainResult(NamedTuple):
       ``None`` when the run did not finish.
     seconds: wall-clock time of this call's training loop.
     skipped_checkpoints: messages about damaged checkpoints that were passed over.
+
+  Example:
+    >>> from metajax.train import load_config, train  # doctest: +SKIP
+    >>> result = train(load_config("configs/protonet_omniglot.py:5w1s"))  # doctest: +SKIP
+    >>> result.completed, result.test["accuracy"], result.test["accuracy_ci95"]  # doctest: +SKIP
+
+  References:
+    The test record follows the protocol of Ravi & Larochelle, "Optimization as a Model for
+    Few-Shot Learning", ICLR 2017, and Finn, Abbeel & Levine, ICML 2017: mean accuracy over 600
+    test episodes with a 95% confidence interval.
   """
 
   run_dir: Path
@@ -104,11 +121,14 @@ def _eval_sampler(config: Config, split: str) -> EpisodeSampler:
 
 
 def evaluate_episodes(learner: MetaLearner, params, sampler: EpisodeSampler, key: jax.Array,
-                      episodes: int, *, steps: int | None = None, batching: str = "auto") -> dict:
+                      episodes: int, *, steps: int | None = None, batching: str = "auto",
+                      layout: distributed.Layout | None = None) -> dict:
   """Mean accuracy and loss with 95% confidence half-widths over ``episodes`` episodes.
 
-  Episodes come from ``sampler.sample(fold_in(key, i))`` for batches ``i = 0, 1, ...``, so the
-  same key gives the same episodes for every model.
+  Episode ``j`` is ``sampler.sample_at(key, ...)``'s episode of index ``j`` (drawn from
+  ``fold_in(key, j)``) and is adapted with the key ``fold_in(fold_in(key, j), 1)``: a function of
+  the key and ``j`` alone, so the same key gives the same episodes for every model and every
+  ``sampler.batch_size`` (``eval_batch``).
 
   Args:
     learner: the algorithm.
@@ -119,6 +139,8 @@ def evaluate_episodes(learner: MetaLearner, params, sampler: EpisodeSampler, key
     steps: test-time inner steps (``None``: the learner's default).
     batching: ``"auto"``, ``"vmap"`` or ``"map"`` over the episodes of a batch (see
       :func:`metajax.evaluate_tasks`).
+    layout: shard each batch's episodes over these devices and processes (the same episodes
+      and results whatever the layout; see :func:`metajax.train.distributed.evaluate_batch`).
 
   Returns:
     ``{"accuracy", "accuracy_ci95", "loss", "loss_ci95", "episodes"}``.
@@ -126,10 +148,16 @@ def evaluate_episodes(learner: MetaLearner, params, sampler: EpisodeSampler, key
   per_task: dict[str, list[np.ndarray]] = {}
   batches = math.ceil(episodes / sampler.batch_size)
   for i in range(batches):
-    batch_key = jax.random.fold_in(key, i)
-    tasks = sampler.sample(batch_key)
-    metrics = evaluate_tasks(learner, params, tasks, jax.random.fold_in(batch_key, 1),
-                             steps=steps, batching=batching)
+    if layout is not None and layout.mesh is not None:
+      metrics = distributed.evaluate_batch(layout, learner, params, sampler, key,
+                                           i * sampler.batch_size, steps=steps,
+                                           batching=batching)
+    else:
+      first = i * sampler.batch_size
+      tasks = sampler.sample_at(key, first)
+      indices = jax.numpy.arange(first, first + sampler.batch_size)
+      task_keys = jax.vmap(lambda j: jax.random.fold_in(jax.random.fold_in(key, j), 1))(indices)
+      metrics = evaluate_tasks(learner, params, tasks, task_keys, steps=steps, batching=batching)
     for name, values in metrics.items():
       per_task.setdefault(name, []).append(np.asarray(values, np.float64))
   result = {"episodes": episodes}
@@ -156,6 +184,11 @@ class _StopFlag:
       raise KeyboardInterrupt  # a second Ctrl-C forces the exit
     self.reason = signal.Signals(signum).name
 
+  def check(self, step: int) -> str | None:
+    """The stop reason, if a signal came (``step``: for :class:`distributed.SyncedStop`)."""
+    del step
+    return self.reason
+
   def restore(self):
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
@@ -175,6 +208,25 @@ def _check_resumable(config: Config, run_dir: Path) -> None:
         f"({details}); use a new run_dir or the original values")
 
 
+def _one_writer(train_fn: Callable) -> Callable:
+  """Holds the run folder's lock (:class:`run_lock.RunLock`) while ``train_fn`` runs.
+
+  The config is validated first, so a bad config fails before the folder is created. Only
+  process 0 of a multi-process run takes the lock (the processes of one run share the folder).
+  """
+
+  @functools.wraps(train_fn)
+  def locked(config: Config, **kwargs):
+    config = validate(config)
+    if jax.process_index() != 0:
+      return train_fn(config, **kwargs)
+    with run_lock.RunLock(config.run_dir, report=kwargs.get("report")):
+      return train_fn(config, **kwargs)
+
+  return locked
+
+
+@_one_writer
 def train(
     config: Config,
     *,
@@ -214,7 +266,10 @@ def train(
     NeurIPS 2017 (600 test episodes with 95% confidence intervals).
   """
   config = validate(config)
-  say = report or (lambda message: None)
+  layout = distributed.device_layout(config.devices, config.mesh)
+  distributed.check_same_config(layout, config.to_json())
+  distributed.check_batch(layout, config.meta_batch)
+  say = (report if layout.primary else None) or (lambda message: None)
   run_dir = Path(config.run_dir)
   checkpointer = Checkpointer(run_dir / "checkpoints", keep=config.keep_checkpoints)
   existing = checkpointer.steps()
@@ -227,6 +282,7 @@ def train(
     _check_resumable(config, run_dir)
 
   setup = _setup(config)
+  setup = setup._replace(template=distributed.replicate(layout, setup.template))
   keys = _keys(config)
   state, start, skipped = setup.template, 0, []
   if existing:
@@ -236,23 +292,31 @@ def train(
                             "restored:\n  " + "\n  ".join(skipped))
     state, start = restored, step
     say(f"resuming {run_dir} from the checkpoint of step {step}")
-  write_text_atomically(run_dir / "config.json", config.to_json())
-  log = metrics_log.MetricsLog(run_dir, keep_until=start if existing else None)
-
+  else:
+    say(f"starting fresh in {run_dir} at step 0 (no checkpoint to resume from"
+        + ("; the metrics of an earlier, unfinished attempt there are discarded)"
+           if (run_dir / metrics_log.FILENAME).exists() else ")"))
+  # The data first: a missing dataset fails here, before the run folder's files are opened.
   train_data = registry.load_split(config, config.train_split)
-  sampler = episode_sampler(train_data, ways=config.ways, shots=config.shots,
-                            queries=config.queries, batch_size=config.meta_batch)
+  sampler = registry.train_sampler(config, train_data)
   val_sampler = _eval_sampler(config, config.val_split)
-  meta_step = make_meta_step(setup.learner, setup.optimizer, batching=config.batching)
+  if layout.primary:
+    write_text_atomically(run_dir / "config.json", config.to_json())
+  log = distributed.metrics_log(layout, run_dir, keep_until=start if existing else None)
+  # "skip": a non-finite step leaves the state as it was (inside the compiled step, so donation
+  # loses nothing); _flush then stops the run, naming whether the data or the update was at fault.
+  meta_step = distributed.meta_step(layout, setup.learner, setup.optimizer,
+                                    batching=config.batching, check_finite="skip")
 
-  stop = _StopFlag(handle_signals)
-  bar = _progress_bar(config.meta_steps, start, progress)
+  stop = (_StopFlag(handle_signals) if layout.process_count == 1
+          else distributed.SyncedStop(handle_signals))
+  bar = _progress_bar(config.meta_steps, start, progress and layout.primary)
   step, pending, last_checked = start, [], start
   best = _best_so_far(checkpointer)
   stopped_by = None
-  began = time.monotonic()
+  began = last_saved = time.monotonic()
   try:
-    batches = sampler.iterate(keys[_TRAIN_EPISODES], start=start)
+    batches = distributed.batches(layout, sampler, keys[_TRAIN_EPISODES], start=start)
     while step < config.meta_steps:
       tasks = next(batches)
       state, metrics = meta_step(state, tasks, jax.random.fold_in(keys[_STEP], step))
@@ -260,29 +324,38 @@ def train(
       pending.append((step, metrics))
       if interrupt_at is not None and step >= interrupt_at:
         stopped_by = "interrupt"
-      stopped_by = stopped_by or stop.reason
-      over_time = (config.time_budget_minutes is not None
-                   and time.monotonic() - began > 60 * config.time_budget_minutes)
+      stopped_by = stopped_by or stop.check(step)
+      over_time = (config.time_budget_minutes is not None and distributed.agree_every(
+          layout, time.monotonic() - began > 60 * config.time_budget_minutes,
+          step % config.log_every == 0))
       if over_time and stopped_by is None:
         stopped_by = "time budget"
       validate_now = step % config.eval_every == 0 or step == config.meta_steps or over_time
-      if step % config.log_every == 0 or validate_now or stopped_by:
+      save_now = (not validate_now and config.checkpoint_every_minutes is not None
+                  and distributed.agree_every(
+                      layout, time.monotonic() - last_saved > 60 * config.checkpoint_every_minutes,
+                      step % config.log_every == 0))
+      if step % config.log_every == 0 or validate_now or stopped_by or save_now:
         last = _flush(pending, log, bar, last_checked, checkpointer)
         last_checked, pending = step, []
         if bar is not None and last:
           bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last.get('accuracy', 0):.3f}",
                           val="-" if best[1] is None else f"{best[1]:.3f}", refresh=False)
+          _fit_bar_to_budget(bar, config, time.monotonic() - began, step)
       if validate_now:
         val = evaluate_episodes(setup.eval_learner, state.params, val_sampler, keys[_VAL],
-                                config.eval_episodes, steps=config.test_inner_steps)
+                                config.eval_episodes, steps=config.test_inner_steps,
+                                layout=layout)
         log.write({"split": "val", "step": step, **val})
         log.flush()
         checkpointer.save(step, state, val_accuracy=val["accuracy"])
+        last_saved = time.monotonic()
         if best[1] is None or val["accuracy"] > best[1]:
           best = (step, val["accuracy"])
-      elif stopped_by:
+      elif stopped_by or save_now:
         log.flush()
         checkpointer.save(step, state)
+        last_saved = time.monotonic()
       if stopped_by:
         break
   finally:
@@ -299,11 +372,14 @@ def train(
       return TrainResult(run_dir, step, False, stopped_by, start if existing else None, *best,
                          None, seconds, skipped)
 
-  test = final_test(config, setup, checkpointer, state, step, progress=progress, report=say)
+  test = final_test(config, setup, checkpointer, state, step, progress=progress, report=say,
+                    layout=layout)
   checkpointer.close()
   summary = {"step": step, "best_step": best[0], "best_val_accuracy": best[1], "test": test,
-             "train_seconds_this_call": seconds, "stopped_by": stopped_by}
-  write_text_atomically(run_dir / "summary.json", json.dumps(summary, indent=2))
+             "train_seconds_this_call": seconds, "stopped_by": stopped_by,
+             "adaptation_plot": _adaptation_note(config)}
+  if layout.primary:
+    write_text_atomically(run_dir / "summary.json", json.dumps(summary, indent=2))
   return TrainResult(run_dir, step, stopped_by is None, stopped_by,
                      start if existing else None, *best, test, seconds, skipped)
 
@@ -323,6 +399,23 @@ def _flush(pending, log: metrics_log.MetricsLog, bar, last_checked: int,
   fetched = jax.device_get([m for _, m in pending])
   first, last = pending[0][0], pending[-1][0]
   for (step, _), metrics in zip(pending, fetched):
+    # Flags of make_meta_step(check_finite="skip"): checked here, not logged.
+    finite_inputs = bool(metrics.pop("finite_inputs", True))
+    finite_update = bool(metrics.pop("finite_update", True))
+    if not finite_inputs:
+      log.flush()
+      raise NonFiniteError(
+          f"the task batch of meta-step {step} holds NaN or infinite values (support/query "
+          "inputs or targets); the step was not applied and the state was not saved. Check the "
+          "dataset (or its augmentation) for NaN/inf")
+    overflow = not finite_update and all(math.isfinite(float(metrics.get(q, 0.0)))
+                                         for q in ("loss", "grad_norm"))
+    if overflow:
+      log.flush()
+      raise NonFiniteError(
+          f"the update of meta-step {step} made the parameters or the optimizer state non-finite "
+          "(loss and gradient norm were finite); the step was not applied and the state was not "
+          "saved. Lower learning_rate")
     for quantity in ("loss", "grad_norm"):
       value = float(metrics[quantity]) if quantity in metrics else 0.0
       if not math.isfinite(value):
@@ -342,8 +435,12 @@ def _flush(pending, log: metrics_log.MetricsLog, bar, last_checked: int,
 
 def final_test(config: Config, setup: _Setup, checkpointer: Checkpointer,
                state: MetaTrainState, step: int, *, progress: bool = False,
-               report: Report | None = None) -> dict:
-  """Tests the best checkpoint (or ``state``), writes test records and the plots."""
+               report: Report | None = None, layout: distributed.Layout | None = None) -> dict:
+  """Tests the best checkpoint (or ``state``), writes test records and the plots.
+
+  With a multi-process ``layout`` every process tests its share and process 0 writes.
+  """
+  primary = layout is None or layout.primary
   say = report or (lambda message: None)
   params, chosen = state.params, step
   best = checkpointer.best_step()
@@ -357,25 +454,43 @@ def final_test(config: Config, setup: _Setup, checkpointer: Checkpointer,
   say(f"testing the checkpoint of step {chosen} on {config.test_episodes} episodes of "
       f"'{config.test_split}'")
   test = evaluate_episodes(setup.eval_learner, params, test_sampler, _keys(config)[_TEST],
-                           config.test_episodes, steps=config.test_inner_steps)
+                           config.test_episodes, steps=config.test_inner_steps, layout=layout)
   inner = config.test_inner_steps
   if inner is None and registry.ALGORITHMS[config.algorithm].gradient_based:
     inner = config.algorithm_kwargs.get("eval_steps", config.algorithm_kwargs.get("steps"))
   record = {"split": "test", "step": chosen, "inner_steps": inner, **test}
-  _append(run_dir, [record])
-  records = metrics_log.read_metrics(run_dir)
-  plots.learning_curves(records, run_dir / "learning_curves.png", title=config.name)
+  if primary:
+    _append(run_dir, [record])
+    records = metrics_log.read_metrics(run_dir)
+    plots.learning_curves(records, run_dir / "learning_curves.png", title=config.name,
+                          train_ways=config.ways, val_ways=config.eval_ways)
+    if not (config.adaptation_steps and registry.ALGORITHMS[config.algorithm].gradient_based):
+      say(_adaptation_note(config))
   if config.adaptation_steps and registry.ALGORITHMS[config.algorithm].gradient_based:
     points = []
     for n in range(config.adaptation_steps + 1):
       result = evaluate_episodes(setup.eval_learner, params, test_sampler, _keys(config)[_TEST],
-                                 config.adaptation_episodes, steps=n)
+                                 config.adaptation_episodes, steps=n, layout=layout)
       points.append({"split": "adaptation", "step": chosen, "inner_steps": n, **result})
-    _append(run_dir, points)
-    plots.adaptation_curve([p["inner_steps"] for p in points], [p["accuracy"] for p in points],
-                           [p["accuracy_ci95"] for p in points], run_dir / "adaptation.png",
-                           train_steps=config.algorithm_kwargs.get("steps"), title=config.name)
+    if primary:
+      _append(run_dir, points)
+      plots.adaptation_curve([p["inner_steps"] for p in points], [p["accuracy"] for p in points],
+                             [p["accuracy_ci95"] for p in points], run_dir / "adaptation.png",
+                             train_steps=config.algorithm_kwargs.get("steps"),
+                             title=config.name)
   return record
+
+
+def _adaptation_note(config: Config) -> str:
+  """What ``adaptation.png`` shows, or why the run has none."""
+  if not registry.ALGORITHMS[config.algorithm].gradient_based:
+    return (f"no adaptation.png: {config.algorithm} takes no test-time inner steps (it embeds "
+            "the support set once), so there is no accuracy-against-steps curve; for accuracy "
+            "at other shots or ways run 'metajax evaluate RUN_DIR --shots K --ways N'")
+  if not config.adaptation_steps:
+    return "no adaptation.png: adaptation_steps is 0 in the config"
+  return (f"adaptation.png: test accuracy against 0-{config.adaptation_steps} test-time inner "
+          f"steps ({config.adaptation_episodes} episodes)")
 
 
 def _append(run_dir: Path, records: list[dict]) -> None:
@@ -386,7 +501,8 @@ def _append(run_dir: Path, records: list[dict]) -> None:
 
 def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | int = "best",
                  steps: int | None = None, split: str | None = None, ways: int | None = None,
-                 shots: int | None = None, queries: int | None = None) -> dict:
+                 shots: int | None = None, queries: int | None = None,
+                 evaluator: str | None = None) -> dict:
   """Evaluates a saved run's checkpoint on its test split.
 
   Args:
@@ -400,11 +516,32 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
     shots: test shots (``None``: the run's).
     queries: test queries per class (``None``: the run's); e.g. 1 for the protocol of MAML's
       reference code, which scores K queries per class.
+    evaluator: score the run's embedding with this few-shot evaluator instead of the run's own
+      learner: ``"linear_probe"``, ``"baseline"``, ``"baseline_plus_plus"`` or
+      ``"nearest_centroid"`` (see ``metajax.algorithms.transfer``); any run whose
+      parameters hold an ``"embedding"`` (metric learners, pretraining) works.
 
   Returns:
     ``{"accuracy", "accuracy_ci95", "loss", "loss_ci95", "episodes", "step", "split", "ways",
-    "shots", "queries"}``.
+    "shots", "queries", "evaluator"}``.
+
+  Example:
+    >>> record = evaluate_run("runs/protonet_omniglot_5w1s", episodes=600)  # doctest: +SKIP
+    >>> probe = evaluate_run("runs/protonet_omniglot_5w1s", evaluator="linear_probe")
+    ... # doctest: +SKIP
+
+  References:
+    Ravi & Larochelle, "Optimization as a Model for Few-Shot Learning", ICLR 2017 (600 test
+    episodes, 95% confidence intervals); Tian, Wang, Krishnan, Tenenbaum & Isola, "Rethinking
+    Few-Shot Image Classification", ECCV 2020 (scoring an embedding with a linear probe).
   """
+  checkpoint = _checkpoint_choice(checkpoint)
+  for name, value, least in (("episodes", episodes, 1), ("steps", steps, 0), ("ways", ways, 2),
+                             ("shots", shots, 1), ("queries", queries, 1)):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < least):
+      raise ValueError(f"{name} must be an integer >= {least}, got {value!r}; e.g. {name}="
+                       f"{max(least, 5)}")
   run_dir = Path(run_dir)
   config_path = run_dir / "config.json"
   if not config_path.exists():
@@ -430,12 +567,48 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
       raise ValueError(f"no checkpoint of step {chosen} in {run_dir}; available: {available}")
   params = checkpointer.restore(chosen, setup.template).params
   checkpointer.close()
+  learner = setup.eval_learner
+  if evaluator is not None:
+    learner, params = registry.evaluator_for_run(config, evaluator, params, _keys(config)[_MODEL])
   split = split or config.test_split
   sampler = _eval_sampler(config, split)
-  result = evaluate_episodes(setup.eval_learner, params, sampler, _keys(config)[_TEST], episodes,
+  result = evaluate_episodes(learner, params, sampler, _keys(config)[_TEST], episodes,
                              steps=config.test_inner_steps if steps is None else steps)
   return {**result, "step": chosen, "split": split, "ways": config.eval_ways,
-          "shots": config.eval_shots, "queries": config.eval_queries}
+          "shots": config.eval_shots, "queries": config.eval_queries,
+          "evaluator": learner.name}
+
+
+def _checkpoint_choice(checkpoint: str | int) -> str | int:
+  """``"best"``, ``"last"`` or a step number (an int, or a string of digits)."""
+  if checkpoint in ("best", "last"):
+    return checkpoint
+  if isinstance(checkpoint, str) and checkpoint.strip().isdigit():
+    return int(checkpoint)
+  if isinstance(checkpoint, int) and not isinstance(checkpoint, bool) and checkpoint >= 0:
+    return checkpoint
+  raise ValueError(f"checkpoint must be 'best', 'last' or a step number, got {checkpoint!r}; "
+                   "e.g. --checkpoint best or --checkpoint 2000 (ls RUN/checkpoints lists them)")
+
+
+def _fit_bar_to_budget(bar, config: Config, elapsed: float, step: int) -> None:
+  """Ends the bar at the step where the time budget will stop the run, so its ETA is the budget's.
+
+  tqdm's ETA assumes the run goes to ``meta_steps``; with ``time_budget_minutes`` it stops
+  earlier (see :func:`_budget_total`).
+  """
+  rate = bar.format_dict.get("rate")
+  if config.time_budget_minutes is not None and rate:
+    bar.total = _budget_total(config, elapsed, step, rate)
+
+
+def _budget_total(config: Config, elapsed: float, step: int, rate: float) -> int:
+  """The step a run at ``rate`` steps/s stops at: ``meta_steps``, or earlier, about
+  ``step + rate * (budget - elapsed)``, when the time budget runs out first."""
+  if config.time_budget_minutes is None:
+    return config.meta_steps
+  left = max(0.0, 60 * config.time_budget_minutes - elapsed)
+  return max(step, min(config.meta_steps, step + math.ceil(rate * left)))
 
 
 def _progress_bar(total: int, start: int, enabled: bool):
