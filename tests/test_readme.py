@@ -186,3 +186,12 @@ def test_every_readme_command_runs(omniglot_root, tmp_path):
   predicted = next(out for command, out in ran if command.startswith("metajax predict"))
   assert "3 query images, 3 classes" in predicted and "accuracy" in predicted
   assert "sinusoid_maml_1" in (cwd / "bench.json").read_text()  # bench ran its workload
+
+
+def test_readme_is_a_front_door():
+  """The README stays short (details live in docs/) and its links point at files that exist."""
+  text = README.read_text()
+  assert len(text.splitlines()) <= 120, "README over 120 lines: move the detail into docs/"
+  for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+    if not target.startswith("http"):
+      assert (REPO / target).exists(), f"README links to {target}, which does not exist"
