@@ -136,22 +136,12 @@ def imaml(
                "inner_grad_norm": implicit._tree_norm(stationarity)}
     return query_loss, metrics
 
-  value_grad_and_residual = implicit.value_grad_and_residual(loss_with_probe)
-
-  def task_loss(meta_params, task, key, step):
-    del key, step
-    return loss_with_probe(meta_params, jnp.zeros([], jnp.float32), task)
-
-  def task_grad(meta_params, task, key, step):
-    del key, step
-    (query_loss, metrics), grads, residual = value_grad_and_residual(meta_params, task)
-    implicit.check_residual(
-        residual, max_residual=max_residual, on_failure=on_failure,
-        what=f"imaml (lam={lam:g}, solver={solver!r}, cg_steps={cg_steps})",
-        fix="Raise lam (the system I + H/lam is indefinite when lam is below the most negative "
-            "curvature of the support loss), raise cg_steps, or raise max_residual if a "
-            "truncated solve is intended.")
-    return grads, {**metrics, "loss": query_loss, "implicit_residual": residual}
+  task_loss, task_grad = implicit.implicit_task_functions(
+      loss_with_probe, max_residual=max_residual, on_failure=on_failure,
+      what=f"imaml (lam={lam:g}, solver={solver!r}, cg_steps={cg_steps})",
+      fix="Raise lam (the system I + H/lam is indefinite when lam is below the most negative "
+          "curvature of the support loss), raise cg_steps, or raise max_residual if a "
+          "truncated solve is intended.")
 
   def adapt(meta_params, support_x, support_y, key=None, *, steps=None):
     del key

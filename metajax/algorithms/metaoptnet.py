@@ -244,20 +244,10 @@ def metaoptnet(
     query_loss = softmax_cross_entropy(logits, task.query_y)
     return query_loss, {"accuracy": accuracy(logits, task.query_y), "svm_residual": head.residual}
 
-  value_grad_and_residual = implicit.value_grad_and_residual(loss_with_probe)
-
-  def task_loss(meta_params, task, key, step):
-    del key, step
-    return loss_with_probe(meta_params, jnp.zeros([], jnp.float32), task)
-
-  def task_grad(meta_params, task, key, step):
-    del key, step
-    (query_loss, metrics), grads, residual = value_grad_and_residual(meta_params, task)
-    implicit.check_residual(
-        residual, max_residual=max_backward_residual, on_failure=on_failure,
-        what="metaoptnet implicit gradient of the SVM dual",
-        fix="The KKT system is near-singular: raise dual_ridge (the support Gram matrix is "
-            "rank-deficient when the embedding is narrower than the support set).")
-    return grads, {**metrics, "loss": query_loss, "implicit_residual": residual}
+  task_loss, task_grad = implicit.implicit_task_functions(
+      loss_with_probe, max_residual=max_backward_residual, on_failure=on_failure,
+      what="metaoptnet implicit gradient of the SVM dual",
+      fix="The KKT system is near-singular: raise dual_ridge (the support Gram matrix is "
+          "rank-deficient when the embedding is narrower than the support set).")
 
   return learner._replace(task_loss=task_loss, task_grad=task_grad)

@@ -252,6 +252,53 @@ def value_grad_and_residual(fn: Callable[..., tuple[Array, Any]]) -> Callable[..
   return wrapped
 
 
+def implicit_task_functions(
+    loss_with_probe: Callable[..., tuple[Array, Any]],
+    *,
+    max_residual: float,
+    on_failure: str,
+    what: str,
+    fix: str,
+) -> tuple[Callable[..., Any], Callable[..., Any]]:
+  """A learner's ``task_loss`` and ``task_grad`` when its query loss runs through an implicit solve.
+
+  Args:
+    loss_with_probe: ``loss_with_probe(meta_params, probe, task) -> (query_loss, metrics)``, whose
+      implicit solve gets ``probe`` (see :func:`value_grad_and_residual`).
+    max_residual: the largest acceptable relative residual of the backward solve.
+    on_failure: ``"raise"`` or ``"report"`` (see :func:`check_residual`).
+    what: what was solved, for the error message.
+    fix: how to fix a failed solve, for the error message.
+
+  Returns:
+    ``(task_loss, task_grad)`` with the :class:`metajax.MetaLearner` signatures; ``task_grad``'s
+    metrics hold ``"loss"`` and the solve's ``"implicit_residual"``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> root = implicit_root(lambda theta, data: theta, lambda w, theta, data: w - theta)
+    >>> fn = lambda p, probe, task: (jnp.sum(root(p, None, probe) ** 2), {})
+    >>> _, task_grad = implicit_task_functions(fn, max_residual=1.0, on_failure="raise",
+    ...                                        what="identity", fix="")
+    >>> grads, metrics = task_grad(jnp.ones(2), None, None, 0)
+    >>> grads.tolist(), float(metrics["implicit_residual"])
+    ([2.0, 2.0], 0.0)
+  """
+  value_grad = value_grad_and_residual(loss_with_probe)
+
+  def task_loss(meta_params, task, key, step):
+    del key, step
+    return loss_with_probe(meta_params, jnp.zeros([], jnp.float32), task)
+
+  def task_grad(meta_params, task, key, step):
+    del key, step
+    (query_loss, metrics), grads, residual = value_grad(meta_params, task)
+    check_residual(residual, max_residual=max_residual, on_failure=on_failure, what=what, fix=fix)
+    return grads, {**metrics, "loss": query_loss, "implicit_residual": residual}
+
+  return task_loss, task_grad
+
+
 def check_residual(
     value: Array,
     *,

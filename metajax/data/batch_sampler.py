@@ -23,7 +23,7 @@ import numpy as np
 
 from metajax.core.types import Task
 from metajax.data.dataset import ClassDataset
-from metajax.data.sampler import Augment
+from metajax.data.sampler import Augment, flat_images_and_index_table
 
 
 @functools.partial(
@@ -144,15 +144,7 @@ def batch_sampler(
   if shots + queries > counts.min():
     raise ValueError(f"shots + queries = {shots + queries} but a class of {dataset.name!r} has "
                      f"only {counts.min()} images; lower shots or queries")
-  if dataset.is_dense:
-    n_classes, per_class = dataset.images.shape[:2]
-    flat = dataset.images.reshape(n_classes * per_class, -1)
-    table = np.arange(n_classes * per_class, dtype=np.int32).reshape(n_classes, per_class)
-  else:
-    flat = dataset.images.reshape(len(dataset.images), -1)
-    table = np.zeros((dataset.num_classes, int(counts.max())), np.int32)
-    for c, rows in enumerate(dataset.class_indices):
-      table[c, : len(rows)] = rows
+  flat, table = flat_images_and_index_table(dataset, counts)
   put = functools.partial(jax.device_put, device=device)
   return BatchSampler(
     images=put(np.ascontiguousarray(flat, np.uint8)),

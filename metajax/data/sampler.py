@@ -121,6 +121,22 @@ class EpisodeSampler:
         return
 
 
+def flat_images_and_index_table(dataset: ClassDataset, counts: np.ndarray
+                                ) -> tuple[np.ndarray, np.ndarray]:
+  """``(flat [n_images, pixels], table [classes, max_count])``: row ``table[c, i]`` of ``flat``
+  is image ``i`` of class ``c`` (rows past a class's count are 0 and never drawn)."""
+  if dataset.is_dense:
+    n_classes, per_class = dataset.images.shape[:2]
+    flat = dataset.images.reshape(n_classes * per_class, -1)
+    table = np.arange(n_classes * per_class, dtype=np.int32).reshape(n_classes, per_class)
+  else:
+    flat = dataset.images.reshape(len(dataset.images), -1)
+    table = np.zeros((dataset.num_classes, int(counts.max())), np.int32)
+    for c, rows in enumerate(dataset.class_indices):
+      table[c, : len(rows)] = rows
+  return flat, table
+
+
 def episode_sampler(
   dataset: ClassDataset,
   *,
@@ -192,15 +208,7 @@ def episode_sampler(
       f"'{dataset.class_names[smallest]}' of the split {name} has only {counts[smallest]} "
       "images; lower shots or queries (every class must have shots + queries images)"
     )
-  if dataset.is_dense:
-    n_classes, per_class = dataset.images.shape[:2]
-    flat = dataset.images.reshape(n_classes * per_class, -1)
-    table = np.arange(n_classes * per_class, dtype=np.int32).reshape(n_classes, per_class)
-  else:
-    flat = dataset.images.reshape(len(dataset.images), -1)
-    table = np.zeros((dataset.num_classes, int(counts.max())), np.int32)
-    for c, rows in enumerate(dataset.class_indices):
-      table[c, : len(rows)] = rows
+  flat, table = flat_images_and_index_table(dataset, counts)
   put = functools.partial(jax.device_put, device=device)
   return EpisodeSampler(
     images=put(np.ascontiguousarray(flat, np.uint8)),
