@@ -44,6 +44,17 @@ class Policy(NamedTuple):
     init: ``init(key) -> params``.
     apply: ``apply(params, obs) -> logits`` (discrete) or ``(mean, log_std)`` (box).
     discrete: whether actions are categorical (else diagonal Gaussian).
+
+  Example:
+    >>> import jax, metajax.envs as envs
+    >>> policy = mlp_policy(envs.bernoulli_bandit(arms=3, pulls=1), hidden=(4,))
+    >>> policy.discrete, policy.apply(policy.init(jax.random.key(0)), jax.numpy.ones(1)).shape
+    (True, (3,))
+
+  References:
+    Finn, Abbeel & Levine, ICML 2017, Section 5.3 (MLP policies, Gaussian for continuous
+    actions); Williams, "Simple statistical gradient-following algorithms for connectionist
+    reinforcement learning", Machine Learning 8, 1992 (the score-function gradient).
   """
 
   init: Callable[[PRNGKey], PyTree]

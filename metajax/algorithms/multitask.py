@@ -70,6 +70,17 @@ class MultiTaskLearner(NamedTuple):
     evaluate: ``evaluate(params, batch) -> metrics`` (no gradient).
     check_batch: raises on a batch whose task names or shapes do not fit.
     names: the task names, in order.
+
+  Example:
+    >>> import jax.numpy as jnp, metajax
+    >>> trunk = metajax.from_function(lambda p, x: x @ p["w"], {"w": jnp.ones((3, 4))})
+    >>> head = metajax.from_function(lambda p, h: h @ p["w"], {"w": jnp.zeros((4, 2))})
+    >>> learner = multitask(trunk, heads={"a": head})
+    >>> learner.names, learner.predict(learner.init(), jnp.ones((5, 3)), "a").shape
+    (('a',), (5, 2))
+
+  References:
+    Caruana, "Multitask Learning", Machine Learning 28, 1997.
   """
 
   init: Callable[[], PyTree]

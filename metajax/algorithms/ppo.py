@@ -59,7 +59,28 @@ def gae_advantages(rewards: Array, values: Array, dones: Array, last_value: Arra
 
 
 class PPOLoss(NamedTuple):
-  """The terms of :func:`ppo_loss` (``total`` is what is minimised)."""
+  """The terms of :func:`ppo_loss` (``total`` is what is minimised); all scalars.
+
+  Attributes:
+    total: ``policy + value_coef * value - entropy_coef * entropy``.
+    policy: the clipped surrogate loss (negated, so lower is better).
+    value: half the mean squared error of the value predictions.
+    entropy: the mean policy entropy (nats).
+    approx_kl: ``mean((rho - 1) - log rho)``, an estimate of ``KL(old || new)`` (no gradient).
+    clip_fraction: the fraction of samples whose ratio ``rho`` left ``[1 - eps, 1 + eps]`` (no
+      gradient).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> out = ppo_loss(jnp.zeros(2), jnp.zeros(2), jnp.ones(2), jnp.zeros(2), jnp.zeros(2),
+    ...                jnp.zeros(2))
+    >>> float(out.approx_kl), float(out.clip_fraction)     # same policy: ratio 1
+    (0.0, 0.0)
+
+  References:
+    Schulman, Wolski, Dhariwal, Radford & Klimov, "Proximal Policy Optimization Algorithms",
+    2017. https://arxiv.org/abs/1707.06347
+  """
 
   total: Array
   policy: Array

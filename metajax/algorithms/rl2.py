@@ -18,7 +18,30 @@ from metajax.envs.core import Discrete, Environment, check_env, sample_tasks
 
 
 class Trial(NamedTuple):
-  """One recorded trial (time-major, ``[T, ...]``)."""
+  """One recorded trial (time-major, ``[T, ...]``).
+
+  Attributes:
+    inputs: ``[T, obs_dim + actions + 2]`` what the GRU saw at each step: the observation, the
+      one-hot previous action, the previous reward and the previous done flag.
+    actions: ``[T]`` int actions taken.
+    log_probs: ``[T]`` their log-probabilities under the policy that acted.
+    values: ``[T]`` the value predictions.
+    rewards: ``[T]`` rewards received.
+
+  Example:
+    >>> import jax, metajax.envs as envs
+    >>> env = envs.bernoulli_bandit(arms=2, pulls=5)
+    >>> learner = rl2(env, episodes=5, hidden=8, tasks_per_step=4, minibatches=2)
+    >>> params = learner.init(jax.random.key(0)).params
+    >>> trial = jax.jit(learner.rollout)(params, env.sample_task(jax.random.key(1)),
+    ...                                  jax.random.key(2))
+    >>> trial.inputs.shape, trial.rewards.shape
+    ((5, 5), (5,))
+
+  References:
+    Duan et al., "RL²: Fast Reinforcement Learning via Slow Reinforcement Learning", 2016,
+    Section 2.2 (the policy's inputs). https://arxiv.org/abs/1611.02779
+  """
 
   inputs: Array
   actions: Array
@@ -43,6 +66,17 @@ class RL2(NamedTuple):
     check_task: ``check_task(task)`` probes the environment on concrete values.
     trial_length: steps per trial (``episodes * env.episode_length``).
     name: ``"rl2"``.
+
+  Example:
+    >>> import jax, metajax.envs as envs
+    >>> learner = rl2(envs.bernoulli_bandit(arms=2, pulls=5), episodes=5, hidden=8,
+    ...               tasks_per_step=4, minibatches=2)
+    >>> learner.name, learner.trial_length
+    ('rl2', 5)
+
+  References:
+    Duan, Schulman, Chen, Bartlett, Sutskever & Abbeel, "RL²: Fast Reinforcement
+    Learning via Slow Reinforcement Learning", 2016. https://arxiv.org/abs/1611.02779
   """
 
   init: Callable[[PRNGKey], MetaTrainState]

@@ -57,6 +57,17 @@ class LinearHead(NamedTuple):
     weights: ``[d, ways]`` class weights.
     bias: ``[ways]`` class biases (zeros for the cosine head, which has none).
     counts: ``[ways]`` support examples per class (absent classes are masked).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> head = LinearHead(jnp.eye(2), jnp.zeros(2), jnp.array([1.0, 1.0]))
+    >>> (jnp.array([[0.2, 0.9]]) @ head.weights + head.bias).argmax(-1).tolist()
+    [1]
+
+  References:
+    Chen, Liu, Kira, Wang & Huang, "A Closer Look at Few-shot Classification", ICLR 2019;
+    Tian, Wang, Krishnan, Tenenbaum & Isola, "Rethinking Few-Shot Image Classification: a Good
+    Embedding Is All You Need?", ECCV 2020.
   """
 
   weights: Array

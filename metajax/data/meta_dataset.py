@@ -55,6 +55,14 @@ class Protocol(NamedTuple):
     max_contrib: most support-size contribution of one class (100).
     min_log_weight: low end of the class-weight log-uniform draw (``log 0.5``).
     max_log_weight: high end (``log 2``).
+
+  Example:
+    >>> Protocol().max_ways, Protocol(max_ways=20).max_ways
+    (50, 20)
+
+  References:
+    Triantafillou et al., "Meta-Dataset: A Dataset of Datasets for Learning to Learn from Few
+    Examples", ICLR 2020, Section 3.2 and Appendix.
   """
 
   min_ways: int = 5
@@ -237,6 +245,18 @@ class MetaDatasetSampler:
     batch_size: episodes per batch.
     image_shape: ``(H, W, C)``.
     protocol: the episode distribution.
+
+  Example:
+    >>> import numpy as np
+    >>> from metajax.data import from_labels
+    >>> ds = from_labels(np.zeros((120, 4, 4, 1), np.uint8), np.arange(120) % 6, list("abcdef"))
+    >>> sampler = meta_dataset_sampler(ds, batch_size=2)
+    >>> sampler.ways, sampler.counts.tolist()
+    (6, [20, 20, 20, 20, 20, 20])
+
+  References:
+    Triantafillou et al., "Meta-Dataset: A Dataset of Datasets for Learning to Learn from Few
+    Examples", ICLR 2020, Section 3.2.
   """
 
   images: jax.Array
@@ -341,6 +361,18 @@ class MultiSourceSampler(NamedTuple):
     samplers: one sampler per source (in-memory or streaming; each has ``sample(key)``).
     probabilities: ``[n_sources]`` floats summing to 1.
     names: one name per source.
+
+  Example:
+    >>> import numpy as np
+    >>> from metajax.data import from_labels
+    >>> ds = from_labels(np.zeros((120, 4, 4, 1), np.uint8), np.arange(120) % 6, list("abcdef"))
+    >>> one = meta_dataset_sampler(ds, batch_size=2)
+    >>> mixed = MultiSourceSampler((one, one), (0.0, 1.0), ("never", "always"))
+    >>> mixed.names[mixed.source_of(jax.random.key(0))]
+    'always'
+
+  References:
+    Triantafillou et al., "Meta-Dataset", ICLR 2020, Section 3.2 (each episode from one source).
   """
 
   samplers: tuple

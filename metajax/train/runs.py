@@ -109,6 +109,20 @@ class Prediction(NamedTuple):
     label: the true class when the image lies in a sub-folder named like a support class, else
       ``None``.
     scores: the learner's output for each class, in the order of ``classes``.
+
+  Example:
+    The accuracy of :func:`classify_folders`' predictions over the labelled query images:
+
+    >>> import numpy as np
+    >>> predictions = [Prediction(Path("query/cat/1.png"), "cat", "cat", np.array([2.0, 0.1])),
+    ...                Prediction(Path("query/dog/1.png"), "cat", "dog", np.array([0.7, 0.5]))]
+    >>> labelled = [p for p in predictions if p.label is not None]
+    >>> sum(p.predicted == p.label for p in labelled) / len(labelled)
+    0.5
+
+  References:
+    Vinyals et al., "Matching Networks for One Shot Learning", NeurIPS 2016 (classifying new
+    classes from a labelled support set).
   """
 
   path: Path
