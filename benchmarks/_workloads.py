@@ -77,7 +77,7 @@ WORKLOADS = {w.name: w for w in [
              5, 5, 15, 0, 1, input_shape=(84, 84, 3)),
     Workload("mini_maml_resnet12_5w1s",
              "84x84 RGB MAML 5w1s15q, ResNet-12 64-160-320-640, 5 steps, B=2", "maml",
-             "resnet12", 5, 1, 15, 5, 2, input_shape=(84, 84, 3), inner_lr=0.01),
+             "resnet12", 5, 1, 15, 5, 2, input_shape=(84, 84, 3), inner_lr=0.001),
 ]}
 
 
