@@ -53,7 +53,7 @@ def shell_commands(block: str) -> list[str]:
 
 def test_readme_has_blocks_to_run():
   text = README.read_text()
-  assert len(fenced_blocks(text, "python")) >= 2
+  assert len(fenced_blocks(text, "python")) >= 1
   commands = [c for b in fenced_blocks(text, "bash") for c in shell_commands(b)]
   assert "metajax sinusoid" in commands and "python -m pytest" in commands
   assert any(c.startswith("metajax predict ") for c in commands)
@@ -139,7 +139,8 @@ def _tiny_command(command: str, cwd: Path, url: str) -> tuple[list[str], dict[st
   if words == ["python", "-m", "pytest"]:
     ci = CI.read_text()  # command 2 is this suite: CI must run exactly it, after the same install
     assert re.search(r"pip install -q -e \"\.\[dev,tfds\]\"", ci), ci
-    assert re.search(r"^python -m pytest\b", ci, re.M), ci
+    # (environment assignments before it are allowed: CI saves the executed notebooks)
+    assert re.search(r"^(\w+=\S+ )*python -m pytest\b", ci, re.M), ci
     return None
   assert words[0] == "metajax", f"no way to run README command {command!r} in this test"
   argv = [sys.executable, "-m", "metajax.cli", *words[1:]]
