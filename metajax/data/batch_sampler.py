@@ -23,7 +23,7 @@ import numpy as np
 
 from metajax.core.types import Task
 from metajax.data.dataset import ClassDataset
-from metajax.data.sampler import Augment, flat_images_and_index_table
+from metajax.data.sampler import Augment, flat_images_and_index_table, iterate_batches
 
 
 @functools.partial(
@@ -87,10 +87,7 @@ class BatchSampler:
       num_batches: how many; ``None`` for an endless stream.
       start: the first step, to resume a run with the same minibatches.
     """
-    step = start
-    while num_batches is None or step < start + num_batches:
-      yield self.sample(jax.random.fold_in(key, step))
-      step += 1
+    return iterate_batches(self.sample, key, num_batches=num_batches, start=start)
 
 
 def batch_sampler(

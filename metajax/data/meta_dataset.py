@@ -42,6 +42,7 @@ import numpy as np
 
 from metajax.core.types import Task
 from metajax.data.dataset import ClassDataset
+from metajax.data.sampler import iterate_batches
 
 
 class Protocol(NamedTuple):
@@ -278,10 +279,7 @@ class MetaDatasetSampler:
   def iterate(self, key: jax.Array, *, num_batches: int | None = None,
               start: int = 0) -> Iterator[Task]:
     """Yields ``sample(fold_in(key, step))`` for ``step = start, start + 1, ...``."""
-    step = start
-    while num_batches is None or step < start + num_batches:
-      yield self.sample(jax.random.fold_in(key, step))
-      step += 1
+    return iterate_batches(self.sample, key, num_batches=num_batches, start=start)
 
 
 def meta_dataset_sampler(dataset: ClassDataset, *, batch_size: int,
@@ -392,10 +390,7 @@ class MultiSourceSampler(NamedTuple):
   def iterate(self, key: jax.Array, *, num_batches: int | None = None,
               start: int = 0) -> Iterator[Task]:
     """Yields ``sample(fold_in(key, step))`` for ``step = start, start + 1, ...``."""
-    step = start
-    while num_batches is None or step < start + num_batches:
-      yield self.sample(jax.random.fold_in(key, step))
-      step += 1
+    return iterate_batches(self.sample, key, num_batches=num_batches, start=start)
 
 
 def multi_source_sampler(samplers: dict[str, object],

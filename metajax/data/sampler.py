@@ -105,20 +105,31 @@ class EpisodeSampler:
     Yields:
       :class:`~metajax.core.types.Task` batches.
     """
-    stop = None if num_batches is None else start + num_batches
-    step = start
-    if stop is not None and step >= stop:
+    return iterate_batches(self.sample, key, num_batches=num_batches, start=start)
+
+
+def iterate_batches(sample: Callable[[jax.Array], Task], key: jax.Array, *,
+                    num_batches: int | None = None, start: int = 0) -> Iterator[Task]:
+  """Yields ``sample(fold_in(key, step))`` for ``step = start, start + 1, ...``.
+
+  The next batch is dispatched before the current one is yielded, so (with JAX's asynchronous
+  dispatch) it is computed while the caller trains on the current one. Every sampler's
+  ``iterate`` is this function over its own ``sample``.
+  """
+  stop = None if num_batches is None else start + num_batches
+  step = start
+  if stop is not None and step >= stop:
+    return
+  upcoming = sample(jax.random.fold_in(key, step))
+  while True:
+    current = upcoming
+    step += 1
+    if stop is None or step < stop:
+      upcoming = sample(jax.random.fold_in(key, step))
+      yield current
+    else:
+      yield current
       return
-    upcoming = self.sample(jax.random.fold_in(key, step))
-    while True:
-      current = upcoming
-      step += 1
-      if stop is None or step < stop:
-        upcoming = self.sample(jax.random.fold_in(key, step))
-        yield current
-      else:
-        yield current
-        return
 
 
 def flat_images_and_index_table(dataset: ClassDataset, counts: np.ndarray
