@@ -159,18 +159,24 @@ def test_two_processes_preempted_then_resumed_on_one_device(four_devices, tmp_pa
   assert [p.returncode for p in processes] == [143, 143], outputs
   stopped = [int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()]
   last = max(stopped)
-  assert 2 < last < 8, stopped
+  assert 2 < last < 40, stopped  # stopped by the notice, not at the end
   assert f"after step {last}" in outputs[0][1]
   said = [x for x in outputs[1][0].splitlines() if x.strip() and not x.startswith("[Gloo]")]
   assert said == [] and "stopped" not in outputs[1][1]  # process 1 is silent
   train_records = _records(run_dir, "train")
   assert [r["step"] for r in train_records] == list(range(1, last + 1))  # written once
 
-  result = train(TINY.replace(run_dir=str(run_dir)))  # one process, one device
+  # The notice reaches the other process some steps later (more under load), so the run may
+  # stop after the fixture's 8-step straight run; then a longer straight run is the reference.
+  end, reference = 8, root / "one"
+  if last >= end:
+    end, reference = last + 2, tmp_path / "straight"
+    train(TINY.replace(meta_steps=end, run_dir=str(reference)))
+  result = train(TINY.replace(meta_steps=end, run_dir=str(run_dir)))  # one process, one device
   assert result.completed and result.resumed_from == last
-  _assert_close(_params(run_dir, 8), _params(root / "one", 8))
+  _assert_close(_params(run_dir, end), _params(reference, end))
   for split in ("train", "val", "test"):
-    resumed, straight = _records(run_dir, split), _records(root / "one", split)
+    resumed, straight = _records(run_dir, split), _records(reference, split)
     assert [r["step"] for r in resumed] == [r["step"] for r in straight]
     for a, b in zip(straight, resumed):
       assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6)
