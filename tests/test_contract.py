@@ -168,3 +168,30 @@ def test_jitted_step_donates_state():
   # The learner's own initial parameters survive donation.
   fresh = metajax.init_meta_state(learner, optimizer)
   assert jnp.isfinite(jax.tree.leaves(fresh.params)[0]).all()
+
+
+def test_predict_task_scores_the_query_as_evaluate_does(algorithm):
+  """``predict_task`` (what ``metajax predict`` runs) gives the outputs ``evaluate`` scores.
+
+  The embedding has BatchNorm in the default transductive mode, where a metric learner's
+  ``evaluate`` normalises support and query as one batch: ``predict(adapt(...))``, which
+  normalises each set apart, gives other logits, and the check below would fail on it.
+  """
+  if algorithm == "cavia":
+    pytest.skip("cavia's network takes the context as extra inputs; its contract entry has one")
+  model = metajax.models.conv4_model(WAYS, jax.random.key(1), input_shape=(16, 16, 1), filters=4)
+  learner = ALGORITHMS[algorithm](model)
+  params = learner.init()
+  keys = jax.random.split(jax.random.key(2), 3)
+  support_y, query_y = jnp.repeat(jnp.arange(WAYS), 2), jnp.repeat(jnp.arange(WAYS), 4)
+  # Query images brighter than the support: their batch statistics differ from the episode's.
+  task = metajax.Task(jax.random.normal(keys[0], (2 * WAYS, 16, 16, 1)), support_y,
+                      2.0 + 3.0 * jax.random.normal(keys[1], (4 * WAYS, 16, 16, 1)), query_y)
+  metrics = learner.evaluate(params, task, keys[2])
+  logits = learner.predict_task(params, task.support_x, task.support_y, task.query_x, keys[2])
+  assert logits.shape == (4 * WAYS, WAYS)
+  np.testing.assert_allclose(float(jnp.mean(jnp.argmax(logits, -1) == query_y)),
+                             float(metrics["accuracy"]), atol=1e-6)
+  if algorithm not in ("relation_net", "siamese"):  # their query loss is not cross-entropy
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, query_y).mean()
+    np.testing.assert_allclose(float(loss), float(metrics["loss"]), rtol=1e-4, atol=1e-5)

@@ -3,9 +3,9 @@
 The check is against ``evaluate_run`` on the same test episodes: the episodes' images are written
 as PNG files in Omniglot's own format (dark ink on white), one support sub-folder per class, and
 ``metajax predict`` must score exactly the accuracy that ``metajax evaluate`` reports. The run
-uses ``batch_norm="frozen"``: with the default transductive batch norm a metric learner's
-``evaluate`` normalises support and query as one batch while ``adapt``/``predict`` (what predict
-runs) normalise each set apart, so a few predictions may differ there.
+keeps the default transductive batch norm, where ``evaluate`` normalises support and query as
+one batch; predict scores the query folder as one task the same way
+(``MetaLearner.predict_task``).
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ pytestmark = pytest.mark.usefixtures("omniglot_root")
 
 EPISODES = 2
 PROTO = Config(
-    name="tiny_proto", algorithm="protonet", algorithm_kwargs=dict(batch_norm="frozen"),
-    model="conv4",
+    name="tiny_proto", algorithm="protonet", model="conv4",
     model_kwargs=dict(filters=8, pooling="max"), dataset="omniglot", ways=5, shots=1, queries=2,
     meta_batch=1, meta_steps=8, eval_every=4, eval_episodes=4, eval_batch=4, test_ways=5,
     test_shots=2, test_queries=4, test_episodes=EPISODES, adaptation_steps=0, log_every=4,

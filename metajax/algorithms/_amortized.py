@@ -144,8 +144,14 @@ def build(
     loss, logits = run_episode(meta_params, task, key, training=False, steps=steps)
     return {"loss": loss, "accuracy": accuracy(logits, task.query_y)}
 
+  def predict_query(meta_params, support_x, support_y, query_x, key=None, *, steps=None):
+    # Support and query embedded as one batch, as evaluate does.
+    unlabelled = jnp.zeros(query_x.shape[0], jnp.int32)
+    return run_episode(meta_params, Task(support_x, support_y, query_x, unlabelled), key,
+                       training=False, steps=steps)[1]
+
   return MetaLearner(init, task_loss, grad_of_task_loss(task_loss), adapt, predict, evaluate,
-                     make_checker(ways, name), name)
+                     make_checker(ways, name), name, predict_query=predict_query)
 
 
 def make_checker(ways: int, name: str) -> Callable[[Task], None]:

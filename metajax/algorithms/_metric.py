@@ -218,8 +218,15 @@ def build(
     loss, logits = run_episode(meta_params, task, ways)
     return {"loss": loss, "accuracy": accuracy(logits, task.query_y, task.query_mask)}
 
+  def predict_query(meta_params, support_x, support_y, query_x, key=None, *, steps=None,
+                    ways=None):
+    del key, steps  # support and query embedded as one batch, as evaluate does
+    unlabelled = jnp.zeros(query_x.shape[0], jnp.int32)
+    return run_episode(meta_params, Task(support_x, support_y, query_x, unlabelled), ways)[1]
+
   return MetaLearner(init, task_loss, grad_of_task_loss(task_loss), adapt, predict, evaluate,
-                     make_checker(ways, masks=masks, name=name, reason=mask_reason), name, masks)
+                     make_checker(ways, masks=masks, name=name, reason=mask_reason), name, masks,
+                     predict_query)
 
 
 def make_checker(ways: int | None, *, masks: bool = False, name: str = "this learner",

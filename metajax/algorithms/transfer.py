@@ -667,7 +667,7 @@ def pretrain(
 
   return MetaLearner(init, task_loss, grad_of_task_loss(task_loss), evaluator.adapt,
                      evaluator.predict, evaluator.evaluate, check_task,
-                     f"pretrain+{evaluator.name}")
+                     f"pretrain+{evaluator.name}", predict_query=evaluator.predict_query)
 
 
 def embedding_params(evaluator_learner: MetaLearner, params: PyTree) -> PyTree:

@@ -38,6 +38,12 @@ class MetaLearner(NamedTuple):
       ``metajax.core.masks``) give exactly the unpadded episode's loss, metrics and
       meta-gradient. ``False`` (the default for a new learner) makes ``check_task`` and the
       meta-step refuse masked tasks with an error rather than train on padding.
+    predict_query: ``predict_query(meta_params, support_x, support_y, query_x, key, *,
+      steps=None) -> outputs`` for learners whose ``evaluate`` does not score the query as
+      ``predict(adapt(...))`` would: metric and amortized learners with transductive BatchNorm
+      embed support and query as **one** batch. ``None`` (the default) means
+      ``predict(adapt(...))`` is what ``evaluate`` scores. Call :meth:`predict_task`, which
+      picks the right one.
 
   Example:
     MAML on ``y = w * x`` with ``w = 1``, one task with target ``y = 2x``: one inner step of
@@ -66,6 +72,38 @@ class MetaLearner(NamedTuple):
   check_task: Callable[[Task], None]
   name: str
   supports_masks: bool = False
+  predict_query: Callable[..., Array] | None = None
+
+  def predict_task(self, meta_params: PyTree, support_x: Array, support_y: Array,
+                   query_x: Array, key: PRNGKey | None = None, *,
+                   steps: int | None = None) -> Array:
+    """The outputs on ``query_x`` of one task, exactly as :attr:`evaluate` scores them.
+
+    Args:
+      meta_params: the meta-parameters.
+      support_x: ``[n_support, ...]`` support inputs.
+      support_y: ``[n_support]`` integer labels (or targets, for regression).
+      query_x: ``[n_query, ...]`` query inputs.
+      key: the task's key (stochastic learners draw from it), or ``None``.
+      steps: test-time inner steps (gradient-based learners; default: the learner's).
+
+    Returns:
+      ``[n_query, ways]`` logits (``[n_query, ...]`` outputs for regression), the same values
+      ``evaluate`` computes its accuracy and loss from: ``predict_query`` where the learner has
+      one, else ``predict(meta_params, adapt(meta_params, support_x, support_y, key), query_x)``.
+
+    Example:
+      >>> import metajax, jax, jax.numpy as jnp
+      >>> model = metajax.from_function(lambda p, x: x * p["w"], {"w": jnp.ones(1)})
+      >>> learner = metajax.maml(model, inner_lr=0.1, loss="mse")
+      >>> x = jnp.ones((4, 1))
+      >>> learner.predict_task(learner.init(), x, 2 * x, x, jax.random.key(0))[0]
+      Array([1.2], dtype=float32)
+    """
+    if self.predict_query is not None:
+      return self.predict_query(meta_params, support_x, support_y, query_x, key, steps=steps)
+    adapted = self.adapt(meta_params, support_x, support_y, key, steps=steps)
+    return self.predict(meta_params, adapted, query_x)
 
 
 def grad_of_task_loss(task_loss: Callable[..., tuple[Array, Metrics]]) -> Callable[..., Any]:

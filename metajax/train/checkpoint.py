@@ -163,6 +163,27 @@ class Checkpointer:
         best, best_accuracy = step, accuracy
     return best
 
+  def choose(self, checkpoint: str | int) -> int:
+    """The step of ``checkpoint``: ``"best"`` (highest validation accuracy; the newest when
+    none was validated), ``"last"``, or a step number.
+
+    Raises:
+      CheckpointError: when the folder holds no checkpoint.
+      ValueError: for a step that is not among the saved ones.
+    """
+    available = self.steps()
+    if not available:
+      raise CheckpointError(f"{self.directory} holds no checkpoint; train the run first "
+                            "(metajax train ...)")
+    if checkpoint == "best":
+      return self.best_step() or available[-1]
+    if checkpoint == "last":
+      return available[-1]
+    if checkpoint not in available:
+      raise ValueError(f"no checkpoint of step {checkpoint} in {self.directory.parent}; "
+                       f"available: {available}")
+    return int(checkpoint)
+
   def close(self) -> None:
     self.manager.close()
 

@@ -22,7 +22,7 @@ from metajax.core.meta_learner import MetaLearner
 from metajax.core.types import Task
 from metajax.data import _io
 from metajax.train import registry
-from metajax.train.checkpoint import Checkpointer, CheckpointError
+from metajax.train.checkpoint import Checkpointer
 from metajax.train.config import Config, validate
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -68,20 +68,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str | int = "best", *,
   setup = _setup(config)
   checkpointer = Checkpointer(run_dir / "checkpoints", keep=config.keep_checkpoints)
   try:
-    available = checkpointer.steps()
-    if not available:
-      raise CheckpointError(f"{run_dir / 'checkpoints'} holds no checkpoint; train the run "
-                            "first (metajax train ...)")
-    if checkpoint == "best":
-      chosen = checkpointer.best_step() or available[-1]
-    elif checkpoint == "last":
-      chosen = available[-1]
-    elif checkpoint in available:
-      chosen = checkpoint
-    else:
-      raise ValueError(f"no checkpoint of step {checkpoint} in {run_dir}; available: "
-                       f"{available}")
-    params = checkpointer.restore(chosen, setup.template).params
+    params = checkpointer.restore(checkpointer.choose(checkpoint), setup.template).params
   finally:
     checkpointer.close()
   return setup.eval_learner, params, config
@@ -171,11 +158,10 @@ def classify_folders(run_dir: str | os.PathLike, support: str | os.PathLike,
 
   Returns:
     ``(classes, predictions)``: the sorted class names and one :class:`Prediction` per query
-    image, in sorted path order. The learner's ``adapt`` sees the support images and its
-    ``predict`` all query images at once: with ``batch_norm="transductive"`` each set is
-    normalised by its own batch statistics. (A metric learner's ``evaluate`` normalises support
-    and query as one batch, so its accuracy can differ from these predictions' by a few images;
-    with ``batch_norm="frozen"`` they agree exactly.)
+    image, in sorted path order. The query images are scored as one task with
+    :meth:`metajax.MetaLearner.predict_task`, exactly as ``metajax evaluate`` scores an
+    episode's queries (with ``batch_norm="transductive"``, a metric learner normalises the
+    support and all query images as one batch), so on the same episode the two agree.
 
   Raises:
     ValueError: when a folder is missing or empty, a class has no image, or the learner cannot
@@ -219,8 +205,7 @@ def classify_folders(run_dir: str | os.PathLike, support: str | os.PathLike,
 
   @jax.jit
   def scores_of(params, support_x, support_y, query_x, key):
-    adapted = learner.adapt(params, support_x, support_y, key, steps=steps)
-    return learner.predict(params, adapted, query_x)
+    return learner.predict_task(params, support_x, support_y, query_x, key, steps=steps)
 
   scores = np.asarray(scores_of(params, jnp.asarray(support_x), jnp.asarray(support_y),
                                 jnp.asarray(query_x), jax.random.key(seed)))

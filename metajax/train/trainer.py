@@ -37,6 +37,7 @@ from metajax.train import distributed, metrics_log, plots, registry, run_lock
 from metajax.train._atomic import write_text_atomically
 from metajax.train.checkpoint import Checkpointer, CheckpointError
 from metajax.train.config import RESUME_MUTABLE, Config, validate
+from metajax.train.runs import read_run_config
 
 Report = Callable[[str], None]
 
@@ -543,10 +544,7 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
       raise ValueError(f"{name} must be an integer >= {least}, got {value!r}; e.g. {name}="
                        f"{max(least, 5)}")
   run_dir = Path(run_dir)
-  config_path = run_dir / "config.json"
-  if not config_path.exists():
-    raise FileNotFoundError(f"{config_path} not found; is {run_dir} a metajax run folder?")
-  config = validate(Config.from_dict(json.loads(config_path.read_text())))
+  config = read_run_config(run_dir)
   config = validate(config.replace(
       test_episodes=episodes, eval_batch=min(config.eval_batch, episodes),
       test_ways=config.test_ways if ways is None else ways,
@@ -554,19 +552,11 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
       test_queries=config.test_queries if queries is None else queries))
   setup = _setup(config)
   checkpointer = Checkpointer(run_dir / "checkpoints", keep=config.keep_checkpoints)
-  available = checkpointer.steps()
-  if not available:
-    raise CheckpointError(f"{run_dir / 'checkpoints'} holds no checkpoint")
-  if checkpoint == "best":
-    chosen = checkpointer.best_step() or available[-1]
-  elif checkpoint == "last":
-    chosen = available[-1]
-  else:
-    chosen = int(checkpoint)
-    if chosen not in available:
-      raise ValueError(f"no checkpoint of step {chosen} in {run_dir}; available: {available}")
-  params = checkpointer.restore(chosen, setup.template).params
-  checkpointer.close()
+  try:
+    chosen = checkpointer.choose(checkpoint)
+    params = checkpointer.restore(chosen, setup.template).params
+  finally:
+    checkpointer.close()
   learner = setup.eval_learner
   if evaluator is not None:
     learner, params = registry.evaluator_for_run(config, evaluator, params, _keys(config)[_MODEL])
