@@ -21,7 +21,7 @@ from PIL import Image
 import metajax
 from metajax.core.meta_step import NonFiniteStepError
 from metajax.data import ClassDataset, episode_sampler
-from metajax.train import Config, validate
+from metajax.train import Config, train, validate
 from metajax.train.trainer import evaluate_episodes
 
 
@@ -396,6 +396,13 @@ def test_algorithm_factory_errors_name_the_config_key():
 
   with pytest.raises(ValueError, match=r"'algorithm_kwargs'.*inner_lr must be > 0"):
     registry.build_learner(TINY.replace(algorithm_kwargs=dict(inner_lr=-1.0)), jax.random.key(0))
+
+
+def test_algorithm_factory_errors_come_before_the_run_folder(tmp_path):
+  run_dir = tmp_path / "run"
+  with pytest.raises(ValueError, match=r"'algorithm_kwargs'.*inner_lr must be > 0"):
+    train(TINY.replace(algorithm_kwargs=dict(inner_lr=-1.0), run_dir=str(run_dir)))
+  assert not run_dir.exists()
 
 
 def _config_file(tmp_path: Path, body: str) -> Path:

@@ -212,13 +212,16 @@ def _check_resumable(config: Config, run_dir: Path) -> None:
 def _one_writer(train_fn: Callable) -> Callable:
   """Holds the run folder's lock (:class:`run_lock.RunLock`) while ``train_fn`` runs.
 
-  The config is validated first, so a bad config fails before the folder is created. Only
-  process 0 of a multi-process run takes the lock (the processes of one run share the folder).
+  The config is validated and its learner built first, so a bad config, or a value the
+  algorithm's factory refuses (``algorithm_kwargs.inner_lr=-1``), fails before the folder is
+  created. Only process 0 of a multi-process run takes the lock (the processes of one run share
+  the folder).
   """
 
   @functools.wraps(train_fn)
   def locked(config: Config, **kwargs):
     config = validate(config)
+    registry.build_learner(config, _keys(config)[_MODEL])
     if jax.process_index() != 0:
       return train_fn(config, **kwargs)
     with run_lock.RunLock(config.run_dir, report=kwargs.get("report")):
