@@ -181,6 +181,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _data(args: argparse.Namespace) -> int:
   from metajax import data
+  from metajax.train import registry
 
   if args.action == "download":
     return _download(args)
@@ -193,11 +194,10 @@ def _data(args: argparse.Namespace) -> int:
     return 1
   print(f"data folder: {root}\ncache folder: {data.cache_dir()}")
   failures = 0
-  checks = [
-      ("omniglot", ("train", "val", "test"), data.load_omniglot),
-      ("tiny-imagenet", ("train", "val", "test"), data.load_tiny_imagenet),
-  ]
-  for name, splits, loader in checks:
+  # (folder under the data folder, dataset name in the registry)
+  checks = [("omniglot", "omniglot"), ("tiny-imagenet", "tiny_imagenet"),
+            ("miniimagenet", "mini_imagenet"), ("cifar100", "cifar_fs")]
+  for name, dataset in checks:
     if not (root / name).exists():
       print(f"{name}: not found in {root / name}")
       continue
@@ -206,15 +206,27 @@ def _data(args: argparse.Namespace) -> int:
                      if p.is_file())
       print(f"{name}: {len(files)} files: " + ", ".join(files[:8])
             + (" ..." if len(files) > 8 else ""))
-    for split in splits:
+    loader = registry.DATASETS[dataset].loader
+    missing, loaded = [], 0
+    for split in ("train", "val", "test"):
       try:
         with data.fresh_digests():  # re-hash the archives: a damaged one must not pass
-          dataset = loader(split, data_dir=root, workers=args.workers)
-        print(f"  {name}/{split}: {dataset.num_classes} classes, images "
-              f"{tuple(dataset.image_shape)}")
-      except (FileNotFoundError, ValueError) as error:
+          dataset_split = loader(split, data_dir=root, workers=args.workers)
+        loaded += 1
+        print(f"  {name}/{split}: {dataset_split.num_classes} classes, images "
+              f"{tuple(dataset_split.image_shape)}")
+      except FileNotFoundError as error:
+        missing.append(f"  {name}/{split}: not usable: {error}")
+      except ValueError as error:
         failures += 1
         print(f"  {name}/{split}: PROBLEM: {error}")
+    for line in missing:
+      print(line)
+    # A folder with none of its splits usable (e.g. miniImageNet's split files without the
+    # images) is reported, not failed; one with some splits usable and others not is a problem.
+    if missing and loaded:
+      failures += len(missing)
+      print(f"  {name}: PROBLEM: {len(missing)} of 3 splits not usable (above)")
   return 1 if failures else 0
 
 

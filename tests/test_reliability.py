@@ -338,7 +338,14 @@ def test_data_check_rehashes_a_damaged_archive_of_the_same_size(omniglot_root, t
     (cache / "omniglot").mkdir(parents=True, exist_ok=True)
     shutil.copy(real_cache / f"{stem}_28.npz", cache / "omniglot")
   monkeypatch.setenv("METAJAX_CACHE_DIR", str(cache))
+  # miniImageNet's split files without its images: reported as not usable, not a failure.
+  (data / "miniimagenet" / "splits" / "ravi").mkdir(parents=True)
+  (data / "miniimagenet" / "splits" / "ravi" / "train.csv").write_text("filename,label\n")
+  capsys.readouterr()
   assert main(["data", "check", "--data-dir", str(data), "--workers", "1"]) == 0
+  out = capsys.readouterr().out
+  assert "miniimagenet/train: not usable: miniImageNet train not found" in out
+  assert "cifar100: not found" in out and "PROBLEM" not in out
   archive = data / "omniglot" / "images_evaluation.zip"
   stat = archive.stat()
   blob = bytearray(archive.read_bytes())
