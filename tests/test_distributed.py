@@ -28,9 +28,10 @@ import jax
 import numpy as np
 import pytest
 
+from metajax.cli import main
 from metajax.data import ClassDataset, episode_sampler
 from metajax.data.augment import random_flip
-from metajax.train import Checkpointer, Config, distributed, train, validate
+from metajax.train import Checkpointer, Config, distributed, evaluate_run, train, validate
 from metajax.train.metrics_log import read_metrics
 from metajax.train.trainer import _setup
 
@@ -51,7 +52,7 @@ FOUR_DEVICES = textwrap.dedent("""
   import json, sys
   from pathlib import Path
   import jax
-  from metajax.train import Config, distributed, train
+  from metajax.train import Config, distributed, evaluate_run, train
 
   assert len(jax.devices()) == 4, jax.devices()
   tiny, root = Config(**json.loads(sys.argv[1])), Path(sys.argv[2])
@@ -66,6 +67,14 @@ FOUR_DEVICES = textwrap.dedent("""
                               if p.name in ("config.json", "checkpoints", "metrics.jsonl"))
   train(tiny.replace(devices=1, run_dir=str(root / "one")))
   train(tiny.replace(devices=4, meta_steps=4, run_dir=str(root / "four")))
+  # metajax evaluate on the 4 devices: 7 episodes in batches of 6, each filled up to 8.
+  from metajax.cli import main
+  out["evaluate_rc"] = main(["evaluate", str(root / "one"), "--episodes", "7", "--checkpoint",
+                             "last", "--devices", "4", "--json", str(root / "evaluate4.json")])
+  try:
+    evaluate_run(root / "one", episodes=7, devices=8)
+  except ValueError as error:
+    out["evaluate_too_many"] = str(error)
   print("RESULT " + json.dumps(out))
 """)
 
@@ -122,6 +131,23 @@ def test_uneven_task_batch_fails_before_any_work(four_devices):
   assert out["uneven_wrote"] == []
 
 
+def test_evaluate_on_four_devices_gives_the_one_device_numbers(four_devices, capsys):
+  root, out = four_devices
+  assert out["evaluate_rc"] == 0
+  four = json.loads((root / "evaluate4.json").read_text())
+  one = evaluate_run(root / "one", episodes=7, checkpoint="last")  # this process: 1 device
+  assert (four["devices"], one["devices"], four["episodes"], four["step"]) == (4, 1, 7, 8)
+  for name in ("accuracy", "accuracy_ci95", "loss", "loss_ci95"):
+    assert four[name] == pytest.approx(one[name], rel=1e-5, abs=1e-6), name
+  assert "has 4 device(s)" in out["evaluate_too_many"]
+  assert "up to 4" in out["evaluate_too_many"]
+  # Bad layouts fail before the run is even read (this folder does not exist).
+  for devices, rule in (("2", "has 1 device(s)"), ("0", "config key 'devices' must be"),
+                        ("some", "config key 'devices' must be")):
+    assert main(["evaluate", str(root / "nothing"), "--devices", devices]) == 1
+    assert rule in capsys.readouterr().err, devices
+
+
 def _free_port() -> int:
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
@@ -165,6 +191,25 @@ def test_two_processes_preempted_then_resumed_on_one_device(four_devices, tmp_pa
   assert said == [] and "stopped" not in outputs[1][1]  # process 1 is silent
   train_records = _records(run_dir, "train")
   assert [r["step"] for r in train_records] == list(range(1, last + 1))  # written once
+
+  # metajax evaluate over the same two processes (4 devices; 7 episodes in batches of 6, each
+  # filled up to 8) scores the checkpoint as one device does; process 1 writes and says nothing.
+  port = _free_port()
+  evaluators = [subprocess.Popen(
+      [sys.executable, "-m", "metajax.cli", "evaluate", str(run_dir), "--episodes", "7",
+       "--checkpoint", str(last), "--json", str(tmp_path / f"evaluate{i}.json"),
+       "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
+  said = [p.communicate(timeout=300) for p in evaluators]
+  assert [p.returncode for p in evaluators] == [0, 0], said
+  assert "4 devices" in said[0][0]
+  assert [x for x in said[1][0].splitlines() if x.strip() and not x.startswith("[Gloo]")] == []
+  assert not (tmp_path / "evaluate1.json").exists()
+  two = json.loads((tmp_path / "evaluate0.json").read_text())
+  one = evaluate_run(run_dir, episodes=7, checkpoint=last)
+  assert (two["devices"], two["step"], two["episodes"]) == (4, last, 7)
+  for name in ("accuracy", "accuracy_ci95", "loss", "loss_ci95"):
+    assert two[name] == pytest.approx(one[name], rel=1e-5, abs=1e-6), name
 
   # The notice reaches the other process some steps later (more under load), so the run may
   # stop after the fixture's 8-step straight run; then a longer straight run is the reference.
