@@ -8,6 +8,12 @@ with a reason naming ``metajax data download omniglot``, and the rest run.
 
 Converted arrays go to the default cache (``$METAJAX_CACHE_DIR`` or ``~/.cache/metajax``), so a
 warm cache makes the data tests fast; tests of the conversion itself use ``tmp_path``.
+
+``metajax train`` and ``metajax.train.train`` turn on JAX's persistent compilation cache in
+``$METAJAX_CACHE_DIR/jax``; the suite sets ``METAJAX_COMPILATION_CACHE=0`` (unless set), so its
+results never depend on what a user's cache holds. The tests that want a compilation cache set
+their own folder (``JAX_COMPILATION_CACHE_DIR``), and ``tests/test_compile_cache.py`` tests the
+cache in temporary folders.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 if not os.environ.get("METAJAX_DATA_DIR") and SHARED_DATA.is_dir():
   os.environ["METAJAX_DATA_DIR"] = str(SHARED_DATA)
+os.environ.setdefault("METAJAX_COMPILATION_CACHE", "0")  # also for subprocesses and notebooks
 
 NO_DATA = ("real data not available ({what}); fetch Omniglot with "
            f"'{_paths.DOWNLOAD_HINT}' (into $METAJAX_DATA_DIR, else ~/metajax_data)")
