@@ -49,8 +49,10 @@ TRAIN = textwrap.dedent("""
 
 RULES = textwrap.dedent("""
   import json, os, sys
+  from pathlib import Path
   import jax
   from metajax.train._compile_cache import enable_compilation_cache
+  jax.jit(lambda x: x + 1)(1.0)  # JAX has compiled before the cache is turned on
   try:
     folder = enable_compilation_cache()
   except ValueError as error:
@@ -58,7 +60,10 @@ RULES = textwrap.dedent("""
   if len(sys.argv) > 1:  # a second call, with another cache folder
     os.environ["METAJAX_CACHE_DIR"] = sys.argv[1]
     folder = [str(folder), str(enable_compilation_cache())]
-  print("RESULT " + json.dumps({
+  jax.jit(lambda x: x * 3 - 1)(jax.numpy.ones(3))
+  written = jax.config.jax_compilation_cache_dir
+  written = written and len(list(Path(written).glob("jit__lambda-*-cache")))
+  print("RESULT " + json.dumps({"written": written,
       "returned": folder if folder is None or isinstance(folder, list) else str(folder),
       "dir": jax.config.jax_compilation_cache_dir,
       "min_time": jax.config.jax_persistent_cache_min_compile_time_secs,
@@ -118,13 +123,15 @@ def test_the_cache_goes_under_the_cache_dir_and_caches_every_program(tmp_path):
   out = _rules(tmp_path, str(tmp_path / "other"))
   folder = str(tmp_path / "cache" / "jax")
   # the first call chooses the folder for the process: JAX opens it once
-  assert out == {"returned": [folder, folder], "dir": folder, "min_time": 0.0, "min_size": -1}
+  assert out == {"returned": [folder, folder], "dir": folder, "min_time": 0.0, "min_size": -1,
+                 "written": 1}  # the program compiled after it was turned on
 
 
 def test_a_cache_folder_the_user_set_wins(tmp_path):
   own = str(tmp_path / "own")
   out = _rules(tmp_path, JAX_COMPILATION_CACHE_DIR=own)
-  assert out == {"returned": own, "dir": own, "min_time": 1.0, "min_size": 0}  # JAX's own
+  # JAX's own thresholds: a program that compiled in under a second is not written
+  assert out == {"returned": own, "dir": own, "min_time": 1.0, "min_size": 0, "written": 0}
   out = _rules(tmp_path, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="2.5")
   assert out["dir"] == str(tmp_path / "cache" / "jax") and out["min_time"] == 2.5
 
@@ -132,7 +139,7 @@ def test_a_cache_folder_the_user_set_wins(tmp_path):
 @pytest.mark.parametrize("value", ["0", "off", "False"])
 def test_opt_out(tmp_path, value):
   out = _rules(tmp_path, METAJAX_COMPILATION_CACHE=value)
-  assert out["returned"] is None and out["dir"] is None
+  assert out["returned"] is None and out["dir"] is None and out["written"] is None
   assert not (tmp_path / "cache" / "jax").exists()
 
 
