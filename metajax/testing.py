@@ -86,7 +86,8 @@ def check_meta_gradient(
   """Asserts that ``learner.task_grad`` matches finite differences of ``task_loss``.
 
   Args:
-    learner: an algorithm whose ``task_grad`` is the gradient of ``task_loss``.
+    learner: an algorithm whose ``task_grad`` is the gradient of ``task_loss`` (its
+      ``state_keys``, learner state that the meta-step sets, are left out of the check).
     meta_params: meta-parameters.
     task: one task (no leading task axis).
     key: PRNG key.
@@ -120,9 +121,17 @@ def check_meta_gradient(
   """
   step = jnp.zeros([], jnp.int32)
   grads, _ = learner.task_grad(meta_params, task, key, step)
+  # Learner state (MetaLearner.state_keys) is set by the meta-step, not differentiated.
+  state_keys = getattr(learner, "state_keys", ())
+  if state_keys:
+    grads = {k: v for k, v in grads.items() if k not in state_keys}
+    state = {k: meta_params[k] for k in state_keys}
+    meta_params = {k: v for k, v in meta_params.items() if k not in state_keys}
+  else:
+    state = {}
   analytic, numeric = directional_derivatives(
-      lambda p: learner.task_loss(p, task, key, step)[0], meta_params, key,
-      directions=directions, eps=eps, grad=grads)
+      lambda p: learner.task_loss({**p, **state} if state else p, task, key, step)[0],
+      meta_params, key, directions=directions, eps=eps, grad=grads)
   bad = ~np.isclose(analytic, numeric, rtol=rtol, atol=atol)
   if bad.any():
     raise AssertionError(

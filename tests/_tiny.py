@@ -56,3 +56,24 @@ def classification_tasks(key: int = 2, batch: int = 4) -> metajax.Task:
 
 def first(tasks: metajax.Task) -> metajax.Task:
   return jax.tree.map(lambda x: jnp.asarray(x[0]), tasks)
+
+
+def bn_classifier(key: int = 0, hidden: int = 6, inputs: int = FEATURES) -> metajax.Model:
+  """Linear -> BatchNorm -> tanh -> Linear, a Flax NNX classifier with BatchNorm state.
+
+  Its BatchNorm (momentum 0.9, epsilon 1e-5, as Conv-4's) takes ``mask=`` like Conv-4's.
+  """
+  from flax import nnx
+
+  class BNClassifier(nnx.Module):
+    def __init__(self, rngs):
+      self.body = nnx.Linear(inputs, hidden, rngs=rngs)
+      self.norm = nnx.BatchNorm(hidden, momentum=0.9, epsilon=1e-5, rngs=rngs)
+      self.head = nnx.Linear(hidden, WAYS, rngs=rngs)
+
+    def __call__(self, x, *, mask=None):
+      h = self.body(x)
+      row_mask = None if mask is None else jnp.broadcast_to(mask[:, None], h.shape)
+      return self.head(jnp.tanh(self.norm(h, mask=row_mask)))
+
+  return metajax.from_nnx(BNClassifier(nnx.Rngs(key)))

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _tiny import FEATURES, WAYS, classification_tasks, first, tanh_classifier
+from _tiny import FEATURES, WAYS, bn_classifier, classification_tasks, first, tanh_classifier
 
 import metajax
 from metajax.testing import check_meta_gradient
@@ -22,6 +22,11 @@ ALGORITHMS = {
     "anil": lambda m: metajax.anil(m, inner_lr=0.5, steps=2),
     "meta_sgd": lambda m: metajax.meta_sgd(m, inner_lr=0.5, steps=2),
     "maml_plus_plus": lambda m: metajax.maml_plus_plus(m, inner_lr=0.5, steps=2),
+    # Per-step BatchNorm weights and running statistics need BatchNorm: Conv-4 where the test
+    # passes one, else the tiny BatchNorm classifier.
+    "maml_plus_plus_per_step_bn": lambda m: metajax.maml_plus_plus(
+        m if jax.tree.leaves(m.state) else bn_classifier(), inner_lr=0.5, steps=2,
+        per_step_bn_weights=True, per_step_bn_stats=True),
     "reptile": lambda m: metajax.reptile(m, inner_lr=0.1, steps=3),
     # Metric and closed-form learners use the same network as an embedding.
     "protonet": lambda m: metajax.protonet(m, ways=WAYS),

@@ -1,4 +1,5 @@
-"""MAML++: per-layer per-step learned inner rates (LSLR) and the multi-step loss (MSL)."""
+"""MAML++: learned per-layer per-step inner rates (LSLR), the multi-step loss (MSL) and
+per-step BatchNorm weights (BNWB) and running statistics (BNRS)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metajax.algorithms import _gradient_based
+from metajax.algorithms import _gradient_based, _per_step_batch_norm
 from metajax.core._checks import check_positive, check_steps
 from metajax.core.inner_loop import learned_sgd
 from metajax.core.learner import Model
@@ -61,8 +62,10 @@ def maml_plus_plus(
     batch_norm: str = "transductive",
     remat: bool = False,
     first_order: bool = False,
+    per_step_bn_weights: bool = False,
+    per_step_bn_stats: bool = False,
 ) -> MetaLearner:
-  """MAML++ pieces: learned per-layer per-step inner rates and the multi-step loss.
+  """MAML++: learned per-step inner rates, the multi-step loss and per-step BatchNorm.
 
   Args:
     model: the learner.
@@ -77,17 +80,60 @@ def maml_plus_plus(
     batch_norm: BatchNorm policy.
     remat: rematerialise inner steps.
     first_order: drop second-order terms.
+    per_step_bn_weights: BNWB: one BatchNorm scale and shift per inner step, meta-learned and
+      left unchanged by the inner loop. Inner step ``k`` (and the multi-step query loss after
+      ``k`` updates) uses copy ``k``; the query after the last step uses copy ``steps``, so
+      there are ``steps + 1`` copies (see ``metajax.algorithms._per_step_batch_norm`` for why one
+      more than the paper's ``steps``). Needs a model with BatchNorm.
+    per_step_bn_stats: BNRS: one set of BatchNorm running statistics per inner step (and one
+      for the final query pass), updated in meta-training from that step's batch statistics,
+      averaged over the task batch, with the model's BatchNorm momentum
+      (``momentum * old + (1 - momentum) * batch``; 0.9 for Conv-4). Meta-training still
+      normalises by batch statistics; ``adapt``, ``predict`` and ``evaluate`` normalise by the
+      running statistics of each step, so a query's prediction no longer depends on the other
+      queries. The statistics are learner state (:attr:`metajax.MetaLearner.state_keys`): the
+      meta-step sets them and the outer optimizer never sees them. Needs a model with BatchNorm
+      and ``batch_norm="transductive"``.
 
   Returns:
     A :class:`metajax.MetaLearner`; meta-parameters are ``{"model": params}``
-    plus ``"inner_lr"`` (one ``[steps]`` vector per tensor) with LSLR.
+    plus ``"inner_lr"`` (one ``[steps]`` vector per tensor) with LSLR. With
+    ``per_step_bn_weights`` the BatchNorm scales and shifts move from ``"model"`` to
+    ``"bn_weights"`` (leading axis ``steps + 1``); with ``per_step_bn_stats``,
+    ``"bn_running_stats"`` holds ``model.state`` with a leading axis ``steps + 1``.
+
+  Raises:
+    ValueError: for ``eval_steps`` other than ``steps`` with LSLR or per-step BatchNorm, a
+      per-step BatchNorm option on a model without BatchNorm, or ``per_step_bn_stats`` with
+      ``batch_norm="frozen"``.
+
+  Example:
+    All four MAML++ components on a narrow Conv-4 (2 inner steps, so 3 BatchNorm copies):
+
+    >>> import metajax, jax
+    >>> model = metajax.models.conv4_model(5, jax.random.key(0), filters=8)
+    >>> learner = metajax.maml_plus_plus(model, steps=2, per_step_bn_weights=True,
+    ...                                  per_step_bn_stats=True)
+    >>> params = learner.init()
+    >>> sorted(params), params["bn_weights"]["norms"][0]["scale"].shape
+    (['bn_running_stats', 'bn_weights', 'inner_lr', 'model'], (3, 8))
+    >>> learner.state_keys
+    ('bn_running_stats',)
 
   References:
-    Antoniou, Edwards & Storkey, "How to train your MAML", ICLR 2019.
-    https://arxiv.org/abs/1810.09502
+    Antoniou, Edwards & Storkey, "How to train your MAML", ICLR 2019, Section 4 (LSLR, MSL,
+    "Per-Step Batch Normalization Running Statistics" and "Per-Step Batch Normalization
+    Weights and Biases"). https://arxiv.org/abs/1810.09502
   """
   inner_lr = check_positive(inner_lr, "inner_lr")
   steps = check_steps(steps, minimum=1)
+  per_step_bn = per_step_bn_weights or per_step_bn_stats
+  if per_step_bn and eval_steps not in (None, steps):
+    raise ValueError(
+        f"with per-step BatchNorm (per_step_bn_weights/per_step_bn_stats) there is one BatchNorm "
+        f"copy per inner step, so eval_steps must equal steps={steps}, got "
+        f"eval_steps={eval_steps}; drop eval_steps or the per-step BatchNorm options."
+    )
   if learn_inner_lr and eval_steps not in (None, steps):
     raise ValueError(
         f"with learn_inner_lr=True there is one learned rate per inner step, so eval_steps must "
@@ -105,10 +151,16 @@ def maml_plus_plus(
   else:
     init_extra = lambda adapted: {}
     make_optimizer = lambda meta_params, n_steps: optax.sgd(inner_lr)
+  weights = ((lambda step, n: multi_step_loss_weights(step, n, anneal))
+             if multi_step_loss else None)
+  if per_step_bn:
+    return _per_step_batch_norm.build(
+        model, name="maml_plus_plus", loss=loss, steps=steps, first_order=first_order,
+        remat=remat, batch_norm=batch_norm, per_step_bn_weights=per_step_bn_weights,
+        per_step_bn_stats=per_step_bn_stats, init_extra=init_extra,
+        inner_optimizer=make_optimizer, step_weights=weights)
   return _gradient_based.build(
       model, name="maml_plus_plus", loss=loss, steps=steps, eval_steps=eval_steps,
       first_order=first_order, remat=remat, batch_norm=batch_norm, adapt_filter=None,
-      init_extra=init_extra, inner_optimizer=make_optimizer,
-      step_weights=(lambda step, n: multi_step_loss_weights(step, n, anneal))
-      if multi_step_loss else None, masks=True,
+      init_extra=init_extra, inner_optimizer=make_optimizer, step_weights=weights, masks=True,
   )

@@ -44,6 +44,12 @@ class MetaLearner(NamedTuple):
       embed support and query as **one** batch. ``None`` (the default) means
       ``predict(adapt(...))`` is what ``evaluate`` scores. Call :meth:`predict_task`, which
       picks the right one.
+    state_keys: top-level keys of the meta-parameters (a dict) that hold learner *state*, not
+      parameters: values the meta-step carries but the outer optimizer must not touch, e.g.
+      MAML++'s per-step BatchNorm running statistics. For these keys ``task_grad`` returns the
+      task's *new value* of the state instead of a gradient; the meta-step stores its mean over
+      the task batch and passes only the other keys to the outer optimizer (see
+      :func:`metajax.init_meta_state`). ``()`` (the default): every key is a parameter.
 
   Example:
     MAML on ``y = w * x`` with ``w = 1``, one task with target ``y = 2x``: one inner step of
@@ -73,6 +79,7 @@ class MetaLearner(NamedTuple):
   name: str
   supports_masks: bool = False
   predict_query: Callable[..., Array] | None = None
+  state_keys: tuple[str, ...] = ()
 
   def predict_task(self, meta_params: PyTree, support_x: Array, support_y: Array,
                    query_x: Array, key: PRNGKey | None = None, *,

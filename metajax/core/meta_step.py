@@ -95,7 +95,9 @@ def init_meta_state(learner: MetaLearner, optimizer: optax.GradientTransformatio
     optimizer: the outer (meta) optimizer, an optax transformation.
 
   Returns:
-    A :class:`MetaTrainState` at step 0 with the optimizer's initial state.
+    A :class:`MetaTrainState` at step 0 with the optimizer's initial state. The optimizer
+    sees the meta-parameters less the learner's ``state_keys`` (learner state such as
+    running statistics, which the meta-step sets rather than optimises).
 
   Example:
     >>> import metajax, jax, optax
@@ -105,7 +107,39 @@ def init_meta_state(learner: MetaLearner, optimizer: optax.GradientTransformatio
     0
   """
   params = learner.init()
-  return MetaTrainState(jnp.zeros([], jnp.int32), params, optimizer.init(params))
+  trainable, _ = split_learner_state(params, learner.state_keys)
+  return MetaTrainState(jnp.zeros([], jnp.int32), params, optimizer.init(trainable))
+
+
+def split_learner_state(tree: PyTree, state_keys: tuple[str, ...]) -> tuple[PyTree, dict]:
+  """``(tree without state_keys, {key: tree[key]})`` for a learner's state keys.
+
+  With no ``state_keys`` the tree comes back as it is (the same object), so learners without
+  state take exactly the path they always took.
+
+  Args:
+    tree: meta-parameters, or a per-task result shaped like them (``task_grad``'s output).
+    state_keys: the learner's :attr:`metajax.MetaLearner.state_keys`.
+
+  Returns:
+    ``(trainable, state)``: the tree less those keys, and a dict of them.
+
+  Raises:
+    ValueError: when ``tree`` is not a dict holding every state key.
+
+  Example:
+    >>> split_learner_state({"model": 1, "stats": 2}, ("stats",))
+    ({'model': 1}, {'stats': 2})
+  """
+  if not state_keys:
+    return tree, {}
+  if not isinstance(tree, dict) or not set(state_keys) <= set(tree):
+    raise ValueError(
+        f"the learner declares state_keys={state_keys}, so its meta-parameters must be a dict "
+        f"holding those keys, got {type(tree).__name__} with keys "
+        f"{sorted(tree) if isinstance(tree, dict) else None}; return them from init().")
+  return ({k: v for k, v in tree.items() if k not in state_keys},
+          {k: tree[k] for k in state_keys})
 
 
 def batched_task_grads(
@@ -283,8 +317,14 @@ def meta_update(
 
   def update(state: MetaTrainState, tasks: Task, key: PRNGKey):
     grads, metrics = mean_grads(state.params, tasks, key, state.step)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    # Learner state (e.g. running statistics): task_grad gave its new value; the task mean is
+    # stored as it is, and the optimizer never sees it.
+    grads, new_learner_state = split_learner_state(grads, learner.state_keys)
+    params, _ = split_learner_state(state.params, learner.state_keys)
+    updates, opt_state = optimizer.update(grads, state.opt_state, params)
+    params = optax.apply_updates(params, updates)
+    if new_learner_state:
+      params = {**params, **new_learner_state}
     metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
     new_state = MetaTrainState(state.step + 1, params, opt_state)
     if not check_finite:
