@@ -91,9 +91,9 @@ def maml_plus_plus(
       (``momentum * old + (1 - momentum) * batch``; 0.9 for Conv-4). Meta-training still
       normalises by batch statistics; ``adapt``, ``predict`` and ``evaluate`` normalise by the
       running statistics of each step, so a query's prediction no longer depends on the other
-      queries. The statistics are learner state (:attr:`metajax.MetaLearner.state_keys`): the
-      meta-step sets them and the outer optimizer never sees them. Needs a model with BatchNorm
-      and ``batch_norm="transductive"``.
+      queries. The statistics are learner state (``state_keys`` of
+      :class:`metajax.MetaLearner`): the meta-step sets them and the outer optimizer never
+      sees them. Needs a model with BatchNorm and ``batch_norm="transductive"``.
 
   Returns:
     A :class:`metajax.MetaLearner`; meta-parameters are ``{"model": params}``
