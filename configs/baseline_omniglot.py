@@ -16,17 +16,15 @@ Command:   metajax train configs/baseline_omniglot.py:5w1s
            metajax evaluate runs/baseline_omniglot_5w1s --evaluator nearest_centroid --ways 20
            (the same pretrained embedding serves every setting: pretrain once, then evaluate
            with --ways/--shots/--evaluator)
-Runtime:   not yet measured for the full schedule. Smoke run on the shared 2-core CPU
-           (2026-11-29, load average 15-19 from other jobs): 67 steps in the 2.5-minute budget
-           (compilation included), then 600 test episodes in ~6 min.
-Accuracy:  not yet measured for the full schedule (issue 21's target: >= 97 % at 5w1s within 30
-           CPU minutes of pretraining). Smoke run only, commit 8f4dd65:
-             metajax train configs/baseline_omniglot.py:5w1s meta_steps=100000 \
-               time_budget_minutes=2.5 eval_every=100000 eval_episodes=100
-           stopped after 67 steps (train loss 8.30 of log 4112 = 8.32: the embedding is barely
-           trained) and scored 51.51 +- 0.88 % at 5w1s with the linear probe (600 episodes);
-           ``metajax evaluate RUN --evaluator nearest_centroid --episodes 100`` gave 54.93 +-
-           2.48 % on the same checkpoint. These are plumbing checks, not results.
+Runtime:   2-core AMD EPYC CPU: the -cpu30 budget's 7,000 pretraining steps (128 images each)
+           with 7 validations in 29.2 min (~4.9 steps/s between validations; other jobs ran at
+           nice 19 on the same cores); 29.6 min in all with start-up and the 600 test episodes.
+Accuracy:  ``metajax train configs/baseline_omniglot.py:5w1s-cpu30`` (2026-11-29, commit
+           a89e6ee): linear-probe validation 92.23 / 95.95 / 96.89 / 97.21 / 97.24 / 97.15 /
+           97.29 % at steps 1,000 ... 7,000 (100 episodes each); then on the Vinyals test split,
+           600 5-way 1-shot episodes, 15 queries per class: **96.99 +- 0.36 %** -- at, not
+           above, the 97 % that issue 21 asks for in 30 CPU minutes (the validation curve had
+           flattened from step 4,000). Chen et al. and Tian et al. report no Omniglot 5w1s.
 """
 
 from metajax.train.config import Config, parse_setting
