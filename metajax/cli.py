@@ -23,6 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 _DEBUG = False  # --debug: an error's traceback is shown too
+# Commands that turn on JAX's persistent compilation cache in $METAJAX_CACHE_DIR/jax (opt out:
+# METAJAX_COMPILATION_CACHE=0; see metajax/train/_compile_cache.py). Not 'bench': the suite
+# measures compile time, which a warm cache would hide.
+_COMPILE_CACHED = ("train", "evaluate", "predict", "sinusoid")
 
 
 def _err(message: str) -> None:
@@ -119,21 +123,36 @@ def _rl_config(config, args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-  from metajax.train import CheckpointError, evaluate_run
+  from metajax.train import CheckpointError, distributed, evaluate_run
 
+  try:  # before anything computes with JAX
+    distributed.initialize(coordinator=args.coordinator, num_processes=args.num_processes,
+                           process_id=args.process_id, auto=args.distributed)
+  except (ValueError, RuntimeError) as error:
+    _err(f"metajax evaluate: {error}")
+    return 2
+  import jax
+
+  devices = args.devices
+  if devices is not None and devices.strip().isdigit():
+    devices = int(devices)  # else 'all', or a value evaluate_run refuses with the rule
   try:
     checkpoint = _checkpoint_arg(args.checkpoint)
     result = evaluate_run(args.run_dir, episodes=args.episodes, checkpoint=checkpoint,
                           steps=args.steps, split=args.split, ways=args.ways,
-                          shots=args.shots, queries=args.queries, evaluator=args.evaluator)
+                          shots=args.shots, queries=args.queries, evaluator=args.evaluator,
+                          devices=devices)
   except (CheckpointError, ValueError, FileNotFoundError) as error:
     _err(f"metajax evaluate: {error}")
     return 1
+  if jax.process_index() != 0:  # only process 0 talks to the user and writes
+    return 0
   print(f"{args.run_dir} step {result['step']} on '{result['split']}', {result['ways']}-way "
         f"{result['shots']}-shot, {result['queries']} "
         f"{'query' if result['queries'] == 1 else 'queries'} per class: accuracy "
         f"{100 * result['accuracy']:.2f} ± {100 * result['accuracy_ci95']:.2f}% "
-        f"({result['episodes']} episodes, 95% CI, {result['evaluator']})")
+        f"({result['episodes']} episodes, 95% CI, {result['evaluator']}"
+        + ("" if result["devices"] == 1 else f", {result['devices']} devices") + ")")
   if args.json:
     Path(args.json).write_text(json.dumps(result, indent=2))
   return 0
@@ -302,6 +321,24 @@ def _sinusoid(args: argparse.Namespace) -> int:
   return 0
 
 
+def _add_layout_flags(command: argparse.ArgumentParser, what: str, verb: str,
+                      key: str) -> None:
+  """The devices-and-processes flags that ``train`` and ``evaluate`` share."""
+  layout = command.add_argument_group(
+      "devices and processes", f"Shard {what} over several devices, and over several "
+      "processes (hosts) that all run this same command; see docs/guide/distributed.md.")
+  layout.add_argument("--devices", metavar="N|all",
+                      help=f"devices to {verb}: a number or 'all' ({key}default: 1, or all "
+                           "devices of a multi-process run)")
+  layout.add_argument("--coordinator", metavar="HOST:PORT",
+                      help="address of process 0 of a multi-process run (jax.distributed)")
+  layout.add_argument("--num-processes", type=int, metavar="N", help="processes of the run")
+  layout.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")
+  layout.add_argument("--distributed", action="store_true",
+                      help="join a multi-process run described by the environment (SLURM, Cloud "
+                           "TPU, Open MPI, Kubernetes, JAX_COORDINATOR_ADDRESS)")
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="metajax", description="Functional meta-learning in JAX.",
@@ -336,7 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
                   "get_config(arg). A run folder that already holds checkpoints is resumed.",
       epilog="overrides: key=value, e.g. meta_steps=2000 learning_rate=3e-4 "
              "algorithm_kwargs.inner_lr=0.1 run_dir=runs/x test_inner_steps=None\n"
-             "Ctrl-C or SIGTERM: finish the step, save a checkpoint, exit (rerun to resume).")
+             "Ctrl-C or SIGTERM: finish the step, save a checkpoint, exit (rerun to resume).\n"
+             "Compiled programs are kept for the next run in $METAJAX_CACHE_DIR/jax (default "
+             "~/.cache/metajax/jax; METAJAX_COMPILATION_CACHE=0: off; JAX_COMPILATION_CACHE_DIR: "
+             "your own folder).")
   train.add_argument("config", metavar="CONFIG.py[:ARG]", help="the config file")
   train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
   mode = train.add_mutually_exclusive_group()
@@ -345,19 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
   mode.add_argument("--new", action="store_true",
                     help="require a fresh run folder (fail if it holds checkpoints)")
   train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-  layout = train.add_argument_group(
-      "devices and processes", "Shard the task batch over several devices, and over several "
-      "processes (hosts) that all run this same command; see docs/guide/distributed.md.")
-  layout.add_argument("--devices", metavar="N|all",
-                      help="devices to train on: a number or 'all' (the config key 'devices'; "
-                           "default: 1, or all devices of a multi-process run)")
-  layout.add_argument("--coordinator", metavar="HOST:PORT",
-                      help="address of process 0 of a multi-process run (jax.distributed)")
-  layout.add_argument("--num-processes", type=int, metavar="N", help="processes of the run")
-  layout.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")
-  layout.add_argument("--distributed", action="store_true",
-                      help="join a multi-process run described by the environment (SLURM, Cloud "
-                           "TPU, Open MPI, Kubernetes, JAX_COORDINATOR_ADDRESS)")
+  _add_layout_flags(train, "the task batch", "train on", "the config key 'devices'; ")
   train.set_defaults(run=_train)
 
   evaluate = commands.add_parser(
@@ -378,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="score the run's embedding with this transfer evaluator instead of "
                              "its own learner (metric-learner and pretraining runs)")
   evaluate.add_argument("--json", help="also write the result to this JSON file")
+  _add_layout_flags(evaluate, "each batch of episodes", "evaluate on", "")
   evaluate.set_defaults(run=_evaluate)
 
   predict = commands.add_parser(
@@ -467,6 +496,10 @@ def main(argv: Sequence[str] | None = None) -> int:
       parser.parse_args(argv)  # exits with argparse's "unrecognized arguments" message
   _say_library_logs()
   try:
+    if args.command in _COMPILE_CACHED:  # a second run loads its programs instead of compiling
+      from metajax.train._compile_cache import enable_compilation_cache
+
+      enable_compilation_cache()
     return args.run(args)
   except (ValueError, TypeError, OSError, RuntimeError, FloatingPointError) as error:
     if debug:

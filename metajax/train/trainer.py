@@ -35,6 +35,7 @@ from metajax.core.meta_step import MetaTrainState, evaluate_tasks, init_meta_sta
 from metajax.data.sampler import EpisodeSampler, episode_sampler
 from metajax.train import distributed, metrics_log, plots, registry, run_lock
 from metajax.train._atomic import write_text_atomically
+from metajax.train._compile_cache import enable_compilation_cache
 from metajax.train.checkpoint import Checkpointer, CheckpointError
 from metajax.train.config import RESUME_MUTABLE, Config, validate
 from metajax.train.runs import read_run_config
@@ -220,6 +221,7 @@ def _one_writer(train_fn: Callable) -> Callable:
 
   @functools.wraps(train_fn)
   def locked(config: Config, **kwargs):
+    enable_compilation_cache()  # a second run loads the compiled steps (METAJAX_COMPILATION_CACHE)
     config = validate(config)
     registry.build_learner(config, _keys(config)[_MODEL])
     if jax.process_index() != 0:
@@ -241,6 +243,10 @@ def train(
     interrupt_at: int | None = None,
 ) -> TrainResult:
   """Meta-trains, validates, checkpoints and finally tests ``config``'s learner.
+
+  JAX's persistent compilation cache is turned on in ``$METAJAX_CACHE_DIR/jax`` (default
+  ``~/.cache/metajax/jax``), so that a second run loads its compiled programs, unless a JAX cache
+  folder is set already (``JAX_COMPILATION_CACHE_DIR``) or ``METAJAX_COMPILATION_CACHE=0``.
 
   Args:
     config: the experiment; validated before anything is loaded.
@@ -506,8 +512,15 @@ def _append(run_dir: Path, records: list[dict]) -> None:
 def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | int = "best",
                  steps: int | None = None, split: str | None = None, ways: int | None = None,
                  shots: int | None = None, queries: int | None = None,
-                 evaluator: str | None = None) -> dict:
+                 evaluator: str | None = None, devices: int | str | None = None,
+                 mesh: dict | None = None) -> dict:
   """Evaluates a saved run's checkpoint on its test split.
+
+  The episodes can be sharded over several devices and processes (``devices``, ``mesh``, as the
+  config keys of :func:`train`): episode ``j`` and its adaptation key depend on ``j`` alone, and
+  a batch that does not split evenly over the devices is filled up with the next episodes, whose
+  results are dropped, so every layout scores the same episodes and gives the one-device numbers
+  up to float summation order (see :func:`metajax.train.distributed.evaluate_batch`).
 
   Args:
     run_dir: a run folder written by :func:`train`.
@@ -524,10 +537,19 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
       learner: ``"linear_probe"``, ``"baseline"``, ``"baseline_plus_plus"`` or
       ``"nearest_centroid"`` (see ``metajax.algorithms.transfer``); any run whose
       parameters hold an ``"embedding"`` (metric learners, pretraining) works.
+    devices: devices to evaluate on: ``"all"``, a number, or ``None`` (one device; all devices
+      of a multi-process run). Not the run's ``devices``: the machine may differ from the one
+      that trained.
+    mesh: axis sizes of the device mesh (``None``: all devices on the ``"tasks"`` axis).
 
   Returns:
     ``{"accuracy", "accuracy_ci95", "loss", "loss_ci95", "episodes", "step", "split", "ways",
-    "shots", "queries", "evaluator"}``.
+    "shots", "queries", "evaluator", "devices"}`` (``devices``: how many the episodes were
+    sharded over).
+
+  Raises:
+    ValueError: for a bad value, before anything is loaded or compiled; e.g. ``devices=8`` on a
+      machine with 4 devices.
 
   Example:
     >>> record = evaluate_run("runs/protonet_omniglot_5w1s", episodes=600)  # doctest: +SKIP
@@ -546,6 +568,8 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
                               or value < least):
       raise ValueError(f"{name} must be an integer >= {least}, got {value!r}; e.g. {name}="
                        f"{max(least, 5)}")
+  distributed.check_layout_keys(devices, {} if mesh is None else mesh)
+  layout = distributed.device_layout(devices, mesh)
   run_dir = Path(run_dir)
   config = read_run_config(run_dir)
   config = validate(config.replace(
@@ -553,11 +577,16 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
       test_ways=config.test_ways if ways is None else ways,
       test_shots=config.test_shots if shots is None else shots,
       test_queries=config.test_queries if queries is None else queries))
+  distributed.check_same_config(layout, json.dumps(
+      [config.to_json(), str(checkpoint), steps, split, evaluator, devices, mesh]))
   setup = _setup(config)
   checkpointer = Checkpointer(run_dir / "checkpoints", keep=config.keep_checkpoints)
   try:
     chosen = checkpointer.choose(checkpoint)
-    params = checkpointer.restore(chosen, setup.template).params
+    # Restored as train() saved it (replicated over the layout's devices, which a multi-process
+    # restore needs); this process's copy is what the evaluation replicates per batch.
+    template = distributed.replicate(layout, setup.template)
+    params = distributed.to_local(checkpointer.restore(chosen, template).params)
   finally:
     checkpointer.close()
   learner = setup.eval_learner
@@ -566,10 +595,11 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
   split = split or config.test_split
   sampler = _eval_sampler(config, split)
   result = evaluate_episodes(learner, params, sampler, _keys(config)[_TEST], episodes,
-                             steps=config.test_inner_steps if steps is None else steps)
+                             steps=config.test_inner_steps if steps is None else steps,
+                             layout=layout)
   return {**result, "step": chosen, "split": split, "ways": config.eval_ways,
           "shots": config.eval_shots, "queries": config.eval_queries,
-          "evaluator": learner.name}
+          "evaluator": learner.name, "devices": layout.shards}
 
 
 def _checkpoint_choice(checkpoint: str | int) -> str | int:
