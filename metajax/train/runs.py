@@ -159,7 +159,7 @@ def classify_folders(run_dir: str | os.PathLike, support: str | os.PathLike,
   Returns:
     ``(classes, predictions)``: the sorted class names and one :class:`Prediction` per query
     image, in sorted path order. The query images are scored as one task with
-    :meth:`metajax.MetaLearner.predict_task`, exactly as ``metajax evaluate`` scores an
+    ``MetaLearner.predict_task``, exactly as ``metajax evaluate`` scores an
     episode's queries (with ``batch_norm="transductive"``, a metric learner normalises the
     support and all query images as one batch), so on the same episode the two agree.
 

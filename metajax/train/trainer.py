@@ -142,7 +142,7 @@ def evaluate_episodes(learner: MetaLearner, params, sampler: EpisodeSampler, key
     batching: ``"auto"``, ``"vmap"`` or ``"map"`` over the episodes of a batch (see
       :func:`metajax.evaluate_tasks`).
     layout: shard each batch's episodes over these devices and processes (the same episodes
-      and results whatever the layout; see :func:`metajax.train.distributed.evaluate_batch`).
+      and results whatever the layout; see ``metajax.train.distributed.evaluate_batch``).
 
   Returns:
     ``{"accuracy", "accuracy_ci95", "loss", "loss_ci95", "episodes"}``.
@@ -520,7 +520,7 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
   config keys of :func:`train`): episode ``j`` and its adaptation key depend on ``j`` alone, and
   a batch that does not split evenly over the devices is filled up with the next episodes, whose
   results are dropped, so every layout scores the same episodes and gives the one-device numbers
-  up to float summation order (see :func:`metajax.train.distributed.evaluate_batch`).
+  up to float summation order (see ``metajax.train.distributed.evaluate_batch``).
 
   Args:
     run_dir: a run folder written by :func:`train`.
