@@ -53,6 +53,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import lineax as lx
 import numpy as np
@@ -110,7 +111,15 @@ def _solve_transpose(matvec: Callable[[PyTree], PyTree], rhs: PyTree, *, solver:
     # the 10^5-parameter systems of meta-learning (n = parameters) rejects any step whose
     # Rayleigh quotient is below ~3, however well-posed the system. Plain CG stops at the tolerance
     # or the step cap, and the residual measured afterwards says how good the answer is.
-    return conjugate_gradient(matvec, rhs, tol=tol, atol=0.0, maxiter=steps)[0]
+    # One flat vector, not the pytree: under vmap the leaves of ``rhs`` can carry the task axis
+    # at different positions (vmapped convolution kernels did, on an H200 with jax 0.11.2), and
+    # the batching rule of the device_put inside jax.scipy's cg asserts one shared position.
+    flat_rhs, unravel = jax.flatten_util.ravel_pytree(rhs)
+
+    def flat_matvec(v: Array) -> Array:
+      return jax.flatten_util.ravel_pytree(matvec(unravel(v)))[0]
+
+    return unravel(conjugate_gradient(flat_matvec, flat_rhs, tol=tol, atol=0.0, maxiter=steps)[0])
   operator = lx.FunctionLinearOperator(matvec, jax.eval_shape(lambda: rhs))
   return lx.linear_solve(operator, rhs, lx.LU(), throw=False).value
 
