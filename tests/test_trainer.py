@@ -11,8 +11,11 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
+import optax
 import pytest
 
+import metajax
 from metajax.data import _paths
 from metajax.train import Checkpointer, Config, NonFiniteError, train
 from metajax.train.metrics_log import read_metrics
@@ -130,6 +133,20 @@ def test_damaged_checkpoints_fall_back_to_the_previous_one(straight, tmp_path):
   with pytest.raises(Exception, match=str(previous)):
     checkpointer.restore(steps[-2], template)
   checkpointer.close()
+
+
+def test_a_validation_tie_names_the_checkpoint_that_is_kept(tmp_path):
+  """Equal validation accuracies: the best-1 policy keeps the newer step, and best_step must
+  name that one (an H200 run reported step 14000 as best but tested the 19000 it kept)."""
+  params = {"w": jnp.ones(3)}
+  state = metajax.MetaTrainState(jnp.zeros([], jnp.int32), params, optax.sgd(0.1).init(params))
+  for keep, kept in [(1, [2, 3]), (3, [1, 2, 3])]:
+    checkpointer = Checkpointer(tmp_path / f"keep{keep}", keep=keep)
+    for step, accuracy in [(1, 0.5), (2, 0.5), (3, 0.4)]:
+      checkpointer.save(step, state, val_accuracy=accuracy)
+    assert checkpointer.steps() == kept
+    assert checkpointer.best_step() == 2 and checkpointer.choose("best") == 2
+    checkpointer.close()
 
 
 def test_nan_guard_stops_with_the_step_range(tmp_path, omniglot_root):

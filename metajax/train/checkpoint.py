@@ -152,14 +152,18 @@ class Checkpointer:
     return None, None, problems
 
   def best_step(self) -> int | None:
-    """The step with the highest validation accuracy (ties: the earliest), or ``None``."""
+    """The step with the highest validation accuracy, or ``None``.
+
+    Ties go to the newest step, the one orbax's best-1 preservation policy keeps (with
+    ``keep`` below the number of validations an older tie is deleted).
+    """
     best, best_accuracy = None, -np.inf
     for step in self.steps():
       try:
         accuracy = self.meta(step).get(VAL_METRIC)
       except Exception:  # a damaged checkpoint cannot be the best one
         continue
-      if accuracy is not None and accuracy > best_accuracy:
+      if accuracy is not None and accuracy >= best_accuracy:
         best, best_accuracy = step, accuracy
     return best
 

@@ -360,7 +360,8 @@ def train(
         log.flush()
         checkpointer.save(step, state, val_accuracy=val["accuracy"])
         last_saved = time.monotonic()
-        if best[1] is None or val["accuracy"] > best[1]:
+        # Ties go to the newer step: the one the checkpointer's best-1 policy keeps.
+        if best[1] is None or val["accuracy"] >= best[1]:
           best = (step, val["accuracy"])
       elif stopped_by or save_now:
         log.flush()
