@@ -130,7 +130,8 @@ def test_per_step_running_stats_are_the_ema_of_task_averaged_batch_statistics():
   normalises by them. (The contract suite checks that every batching mode agrees.)"""
   steps, meta_steps = 2, 3
   learner = metajax.maml_plus_plus(bn_classifier(), inner_lr=0.3, steps=steps,
-                                   per_step_bn_stats=True, msl_anneal_steps=10)
+                                   per_step_bn_stats=True, running_stats_at_test=True,
+                                   msl_anneal_steps=10)
   assert learner.state_keys == ("bn_running_stats",)
   # Adam: were the statistics fed to it, its sign-like update would move them by ~lr.
   optimizer = optax.adam(1e-2)
@@ -193,6 +194,15 @@ def test_per_step_running_stats_are_the_ema_of_task_averaged_batch_statistics():
   predict = jax.jit(transductive.predict)
   both = predict(plain, adapted, task.query_x)
   assert np.abs(np.asarray(predict(plain, adapted, task.query_x[:2]) - both[:2])).max() > 1e-3
+  # Without running_stats_at_test (the default, as the authors' code) the statistics are kept
+  # but the test passes normalise by the batch's own: the transductive learner's predictions.
+  by_batch = metajax.maml_plus_plus(bn_classifier(), inner_lr=0.3, steps=steps,
+                                    per_step_bn_stats=True, msl_anneal_steps=10)
+  adapted = jax.jit(by_batch.adapt)(params, task.support_x, task.support_y)
+  np.testing.assert_allclose(jax.jit(by_batch.predict)(params, adapted, task.query_x), both,
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(jax.jit(by_batch.evaluate)(params, task)["loss"],
+                             cross_entropy(both, task.query_y), rtol=1e-5)
 
 
 def test_both_options_train_under_jit_and_checkpoint_round_trip(tmp_path):
@@ -265,6 +275,8 @@ def test_bad_option_combinations_raise_naming_the_fix():
     metajax.maml_plus_plus(tanh_classifier(), per_step_bn_weights=True)
   with pytest.raises(ValueError, match="batch_norm='frozen'.*use batch_norm='transductive'"):
     metajax.maml_plus_plus(bn_classifier(), per_step_bn_stats=True, batch_norm="frozen")
+  with pytest.raises(ValueError, match="only per_step_bn_stats=True keeps; set per_step_bn"):
+    metajax.maml_plus_plus(bn_classifier(), running_stats_at_test=True)
   with pytest.raises(ValueError, match="eval_steps must equal steps=2"):
     metajax.maml_plus_plus(bn_classifier(), steps=2, learn_inner_lr=False, eval_steps=3,
                            per_step_bn_weights=True)

@@ -2,7 +2,9 @@
 
 Antoniou, Edwards & Storkey (2019), Section 4, give each inner step its own BatchNorm scale and
 shift (meta-learned, not adapted by the inner loop) and its own running statistics (accumulated
-in meta-training, used at test time instead of the batch's own statistics).
+in meta-training, which Section 4 uses at test time instead of the batch's own statistics; the
+authors' released code normalises by the batch's statistics at test too, and so does this module
+unless ``running_stats_at_test``).
 
 Copies. With ``steps`` inner steps the network runs with ``steps + 1`` sets of weights:
 ``theta_0`` (the initialisation) to ``theta_steps`` (adapted). Copy ``k`` belongs to every
@@ -154,6 +156,7 @@ def build(
     batch_norm: str,
     per_step_bn_weights: bool,
     per_step_bn_stats: bool,
+    running_stats_at_test: bool,
     init_extra: Callable[[PyTree], PyTree],
     inner_optimizer: Callable[[PyTree, int], optax.GradientTransformation],
     step_weights: Callable[[Any, int], jax.Array] | None,
@@ -173,8 +176,9 @@ def build(
   bn_mask = check_options(model, per_step_bn_weights=per_step_bn_weights,
                           per_step_bn_stats=per_step_bn_stats, batch_norm=batch_norm)
   copies = steps + 1
-  # At test time BNRS normalises with the running statistics (train=False).
-  eval_train = False if per_step_bn_stats else train
+  # Test passes normalise by the running statistics (train=False) only when asked to; otherwise
+  # by the batch's own, as in meta-training (and in the authors' released code).
+  eval_train = False if (per_step_bn_stats and running_stats_at_test) else train
   stateful = bool(jax.tree.leaves(model.state)) and accepts_mask(model)
 
   def run_model(params, state, x, train_now, mask):
