@@ -37,14 +37,23 @@ def _err(message: str) -> None:
   print(message, file=sys.stderr, flush=True)
 
 
-def _train(args: argparse.Namespace) -> int:
-  from metajax.train import CheckpointError, NonFiniteError, distributed, load_config, train
+def _join_processes(args: argparse.Namespace, command: str) -> bool:
+  """``jax.distributed.initialize`` from the --coordinator/... flags; False after an error."""
+  from metajax.train import distributed
 
-  try:  # before anything computes with JAX
+  try:
     distributed.initialize(coordinator=args.coordinator, num_processes=args.num_processes,
                            process_id=args.process_id, auto=args.distributed)
   except (ValueError, RuntimeError) as error:
-    _err(f"metajax train: {error}")
+    _err(f"metajax {command}: {error}")
+    return False
+  return True
+
+
+def _train(args: argparse.Namespace) -> int:
+  from metajax.train import CheckpointError, NonFiniteError, load_config, train
+
+  if not _join_processes(args, "train"):  # before anything computes with JAX
     return 2
   import jax
 
@@ -123,13 +132,9 @@ def _rl_config(config, args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-  from metajax.train import CheckpointError, distributed, evaluate_run
+  from metajax.train import CheckpointError, evaluate_run
 
-  try:  # before anything computes with JAX
-    distributed.initialize(coordinator=args.coordinator, num_processes=args.num_processes,
-                           process_id=args.process_id, auto=args.distributed)
-  except (ValueError, RuntimeError) as error:
-    _err(f"metajax evaluate: {error}")
+  if not _join_processes(args, "evaluate"):  # before anything computes with JAX
     return 2
   import jax
 
