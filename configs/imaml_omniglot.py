@@ -25,6 +25,11 @@ Runtime:   not yet measured for the full schedule. Smoke run only (2026-11-29, 2
                eval_every=20 eval_episodes=8 test_episodes=20 eval_batch=4 run_dir=...
 
            test 14.68 +- 1.24 % on 20 episodes (chance 5 %): a smoke test, not a result.
+           On an H200 (2026-11-29, jax 0.11.2, code of 0b0dfda) the run stopped at its first
+           step: the GPU vmaps the task batch, and jax.scipy's conjugate gradient asserted on the
+           vmapped parameter pytree (the task axis at different positions per leaf). Fixed in
+           d0528cd (the solve runs on one flat vector; regression test in
+           tests/test_implicit_family.py), not yet rerun on a GPU.
 Accuracy:  not yet measured. The paper reports 94.46 +- 0.42 % for 20w1s (MAML: 95.8 %).
 """
 
