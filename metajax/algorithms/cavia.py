@@ -8,15 +8,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 from metajax.algorithms._gradient_based import check_batch_norm, check_model, make_output_checker
 from metajax.core._checks import check_positive, check_steps
 from metajax.core.inner_loop import inner_loop
-from metajax.core.learner import Model
+from metajax.core.learner import Model, from_nnx
 from metajax.core.losses import Loss, resolve_loss
 from metajax.core.meta_learner import MetaLearner, grad_of_task_loss
 from metajax.core.types import Array, Task
 from metajax.models.conv4 import conv4_model
+from metajax.models.film_conv4 import FiLMConv4
 from metajax.models.mlp import mlp_model
 
 
@@ -41,28 +43,91 @@ def with_context(x: Array, context: Array) -> Array:
   return jnp.concatenate([x, tiled], axis=-1)
 
 
-def cavia_conv4_model(outputs: int, key: jax.Array, *, context_dim: int,
-                      input_shape: Sequence[int] = (28, 28, 1), **kwargs) -> Model:
-  """:func:`metajax.models.conv4_model` taking images with ``context_dim`` extra channels.
+CONDITIONINGS = ("concat", "film")
+
+
+def cavia_conv4_model(
+    outputs: int,
+    key: jax.Array,
+    *,
+    context_dim: int,
+    input_shape: Sequence[int] = (28, 28, 1),
+    conditioning: str = "concat",
+    film_blocks: Sequence[int] | None = None,
+    filters: int | Sequence[int] = 64,
+    pooling: str = "max",
+    pooled_blocks: int = 4,
+    conv: str = "auto",
+) -> Model:
+  """A Conv-4 for :func:`cavia`: it takes images with ``context_dim`` extra (context) channels.
+
+  :func:`cavia` concatenates the context ``phi [context_dim]`` to every image
+  (:func:`with_context`), so the model sees ``[n, H, W, C + context_dim]``. ``conditioning``
+  says how ``phi`` enters:
+
+  * ``"concat"``: :func:`metajax.models.conv4_model` on all ``C + context_dim`` channels; the
+    first convolution mixes the constant context channels into every feature map.
+  * ``"film"``: :class:`metajax.models.FiLMConv4`, the paper's conditioning for its image
+    classifier: ``phi`` is read back from the extra channels, the convolutions see the image
+    only, and each block in ``film_blocks`` scales and shifts its BatchNorm output by a linear
+    function of ``phi`` before the ReLU (``gamma = 1 + W phi + b``, ``beta = W' phi + b'``, zero
+    ``b, b'``: ``phi = 0`` is the plain network at initialisation).
+
+  ``"concat"`` stays the default until a comparison run says otherwise (with it the network and
+  its initial parameters are those of ``conv4_model`` on ``C + context_dim`` channels).
 
   Args:
     outputs: ``ways``.
     key: initialisation key.
     context_dim: context size of :func:`cavia`.
     input_shape: ``(H, W, C)`` of one image *without* the context.
-    **kwargs: other arguments of :func:`metajax.models.conv4_model`.
+    conditioning: ``"concat"`` or ``"film"``.
+    film_blocks: with ``"film"``, the blocks (0-3) it conditions (default: all four; the
+      authors' miniImageNet network conditions only the third, ``(2,)``).
+    filters: channels per block.
+    pooling: ``"max"`` or ``"stride"`` (MAML's Omniglot network).
+    pooled_blocks: leading blocks that downsample.
+    conv: ``"auto"``, ``"xla"`` or ``"matmul"`` convolutions.
 
   Returns:
-    The :class:`metajax.Model` for :func:`cavia`.
+    The :class:`metajax.Model` for :func:`cavia`; its state holds the BatchNorm statistics.
+
+  Raises:
+    ValueError: for an unknown ``conditioning`` or ``film_blocks`` without ``"film"``, before
+      anything is built, and for the network's own argument errors.
 
   Example:
     >>> import jax
     >>> model = cavia_conv4_model(5, jax.random.key(0), context_dim=10, filters=8)
     >>> model.params["convs"][0]["kernel"].shape
     (3, 3, 11, 8)
+    >>> film = cavia_conv4_model(5, jax.random.key(0), context_dim=10, filters=8,
+    ...                          conditioning="film")
+    >>> film.params["convs"][0]["kernel"].shape, film.params["films"][0]["kernel"].shape
+    ((3, 3, 1, 8), (10, 16))
+
+  References:
+    Zintgraf, Shiarlis, Kurin, Hofmann & Whiteson, "Fast Context Adaptation via
+    Meta-Learning", ICML 2019 (FiLM for the image classifier; code at
+    github.com/lmzintgraf/cavia); Perez et al., "FiLM: Visual Reasoning with a General
+    Conditioning Layer", AAAI 2018.
   """
+  if conditioning not in CONDITIONINGS:
+    raise ValueError(
+        f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}; 'concat' feeds the "
+        "context as extra input channels, 'film' scales and shifts every block's feature maps.")
+  if conditioning == "concat" and film_blocks is not None:
+    raise ValueError(f"film_blocks={tuple(film_blocks)!r} applies to conditioning='film' only, "
+                     "but conditioning='concat'; set conditioning='film' or drop film_blocks.")
+  context_dim = check_steps(context_dim, "context_dim", minimum=1)
   h, w, c = input_shape
-  return conv4_model(outputs, key, input_shape=(h, w, c + context_dim), **kwargs)
+  if conditioning == "concat":
+    return conv4_model(outputs, key, input_shape=(h, w, c + context_dim), filters=filters,
+                       pooling=pooling, pooled_blocks=pooled_blocks, conv=conv)
+  return from_nnx(FiLMConv4(
+      outputs, context_dim=context_dim, input_shape=(h, w, c),
+      film_blocks=(0, 1, 2, 3) if film_blocks is None else film_blocks, filters=filters,
+      pooling=pooling, pooled_blocks=pooled_blocks, conv=conv, rngs=nnx.Rngs(key)))
 
 
 def cavia_mlp_model(hidden: Sequence[int], outputs: int, key: jax.Array, *, input_dim: int,
@@ -108,8 +173,11 @@ def cavia(
   updates (second order unless ``first_order``). The context is concatenated to every input
   (:func:`with_context`), so the model must take ``d + context_dim`` input features (images:
   ``C + context_dim`` channels): build it with :func:`cavia_conv4_model` or
-  :func:`cavia_mlp_model`. (The paper conditions its image classifier by FiLM layers instead;
-  concatenation is its regression setting and any model can take it.)
+  :func:`cavia_mlp_model`. Concatenation is the paper's regression setting and any model can
+  take it; the paper conditions its image classifier by FiLM layers instead (each block's
+  feature maps scaled and shifted by a linear function of the context), which
+  ``cavia_conv4_model(..., conditioning="film")`` builds on the same interface: it reads the
+  context back from the extra channels.
 
   Args:
     model: the network, taking inputs with the context concatenated.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -97,9 +97,16 @@ class Conv4(nnx.Module):
 
   def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
     """Runs the network; ``mask [n]`` (bool) limits BatchNorm statistics to the True rows."""
+    return self._forward(x, mask)
+
+  def _forward(self, x: jax.Array, mask: jax.Array | None,
+               modulate: Callable[[int, jax.Array], jax.Array] | None = None) -> jax.Array:
+    """The blocks and head; ``modulate(i, h)`` rewrites block ``i``'s normalised maps ``h
+    [n, h, w, c]`` before the ReLU (FiLM conditioning, :class:`metajax.models.FiLMConv4`)."""
     for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
       x = conv(x)
-      x = jax.nn.relu(norm(x, mask=_norm_mask(mask, x)))
+      x = norm(x, mask=_norm_mask(mask, x))
+      x = jax.nn.relu(x if modulate is None else modulate(i, x))
       if self.pooling == "max" and i < self.pooled_blocks:
         x = max_pool_2x2(x, "VALID")
     if self.head is None and not self.flatten:

@@ -161,6 +161,12 @@ MODELS: dict[str, Callable] = {
     "resnet12": models.resnet12_model,
 }
 
+# Models of their own for a learner with context inputs (CAVIA): they take the image shape and
+# ``context_dim`` and choose how the context enters (``model_kwargs.conditioning``).
+CONTEXT_MODELS: dict[str, Callable] = {
+    "conv4": algorithms.cavia_conv4_model,
+}
+
 OPTIMIZERS = ("adam", "sgd", "reptile")
 
 
@@ -304,12 +310,17 @@ def check(config) -> None:
                        f"{sorted(EVALUATORS)}")
     _check_kwargs(EVALUATORS[name], config.algorithm_kwargs.get("evaluator_kwargs") or {},
                   "algorithm_kwargs.evaluator_kwargs", ("ways", "batch_norm"))
-  _check_kwargs(MODELS[config.model], config.model_kwargs, "model_kwargs",
-                ("outputs", "key", "input_shape"))
+  model_factory, reserved = MODELS[config.model], ("outputs", "key", "input_shape")
+  if spec.context_inputs:
+    if spec.context_inputs not in config.algorithm_kwargs:
+      raise ValueError(f"config key 'algorithm_kwargs.{spec.context_inputs}' is required by "
+                       f"{config.algorithm}; e.g. {spec.context_inputs}=100")
+    if config.model in CONTEXT_MODELS:
+      model_factory, reserved = CONTEXT_MODELS[config.model], (*reserved, spec.context_inputs)
+  _check_kwargs(model_factory, config.model_kwargs, "model_kwargs", reserved)
   try:  # the model's own argument checks, on shapes only (nothing is computed)
-    jax.eval_shape(lambda key: MODELS[config.model](
-        config.ways if spec.gradient_based else None, key, input_shape=image_shape(config),
-        **config.model_kwargs).params, jax.random.key(0))
+    jax.eval_shape(lambda key: build_model(
+        config, config.ways if spec.gradient_based else None, key).params, jax.random.key(0))
   except (ValueError, TypeError) as error:
     raise ValueError(f"config key 'model_kwargs' is {config.model_kwargs!r}, which "
                      f"{config.model} does not accept: {error}") from None
@@ -353,6 +364,25 @@ def image_shape(config) -> tuple[int, int, int]:
   return DATASETS[config.dataset].image_shape(config.dataset_kwargs)
 
 
+def build_model(config, outputs: int | None, key: jax.Array) -> Model:
+  """The config's network with ``outputs`` logits (``None``: an embedding network).
+
+  A learner with context inputs (CAVIA) concatenates ``algorithm_kwargs.context_dim`` channels
+  to every image: ``model="conv4"`` is then :func:`metajax.algorithms.cavia_conv4_model`
+  (``model_kwargs.conditioning``: ``"concat"`` or ``"film"``), any other model gets the wider
+  input shape.
+  """
+  spec = ALGORITHMS[config.algorithm]
+  input_shape = image_shape(config)
+  if spec.context_inputs:
+    extra = config.algorithm_kwargs.get(spec.context_inputs, 0)
+    if config.model in CONTEXT_MODELS:
+      return CONTEXT_MODELS[config.model](outputs, key, input_shape=input_shape,
+                                          context_dim=extra, **config.model_kwargs)
+    input_shape = (*input_shape[:-1], input_shape[-1] + extra)
+  return MODELS[config.model](outputs, key, input_shape=input_shape, **config.model_kwargs)
+
+
 def build_learner(config, key: jax.Array, *, ways: int | None = None) -> MetaLearner:
   """The config's algorithm over its model, initialised from ``key``.
 
@@ -368,12 +398,7 @@ def build_learner(config, key: jax.Array, *, ways: int | None = None) -> MetaLea
     The :class:`metajax.MetaLearner`.
   """
   spec = ALGORITHMS[config.algorithm]
-  outputs = config.ways if spec.gradient_based else None
-  input_shape = image_shape(config)
-  if spec.context_inputs:
-    extra = config.algorithm_kwargs.get(spec.context_inputs, 0)
-    input_shape = (*input_shape[:-1], input_shape[-1] + extra)
-  model = MODELS[config.model](outputs, key, input_shape=input_shape, **config.model_kwargs)
+  model = build_model(config, config.ways if spec.gradient_based else None, key)
   kwargs = dict(config.algorithm_kwargs)
   if not spec.gradient_based:
     kwargs["ways"] = ways or config.ways
