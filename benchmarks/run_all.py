@@ -252,10 +252,10 @@ def main() -> None:
       emit(f"| {_workloads.WORKLOADS[name].title} | {label} | {r['steps_per_s']:.2f} | "
            f"{compile_s} | {temp} | {r['peak_rss_mib']:.0f} | {ratio} |")
     rows[name] = results
-    _write(out, meta, rows)  # after every workload, so an interrupted suite keeps its rows.
-  if args.markdown:
-    Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.markdown).write_text("\n".join(lines) + "\n")
+    # After every workload, so a suite stopped by a time limit keeps its rows and its table.
+    _write(out, json.dumps({"machine": meta, "results": rows}, indent=2))
+    if args.markdown:
+      _write(Path(args.markdown), "\n".join(lines) + "\n")
   print(f"\nwrote {out}" + (f" and {args.markdown}" if args.markdown else ""))
 
 
@@ -267,9 +267,12 @@ def _auto_device() -> str:
   return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _write(out: Path, meta: dict, rows: dict) -> None:
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps({"machine": meta, "results": rows}, indent=2))
+def _write(path: Path, text: str) -> None:
+  """Writes ``text`` atomically (a killed suite leaves the previous version, never half a file)."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(text)
+  os.replace(tmp, path)
 
 
 if __name__ == "__main__":
