@@ -21,8 +21,9 @@ Accuracy:  only the 15-minute budget of the Tiny-ImageNet table (docs/results/ti
            and the same with ``:5w1s``: 241 steps (5w5s) and 406 steps (5w1s), still at chance,
            test 19.90 +- 0.41 % (5w5s) and 19.74 +- 0.45 % (5w1s), 600 episodes, 15 queries per
            class. On Omniglot (on a GPU) its training accuracy had left chance by steps 100-200
-           (29 % over those steps, 52 % over 200-300); here 406 steps were not enough. The paper reports 55.71 / 68.88 % on miniImageNet
-           5w1s / 5w5s (a different dataset: 84x84 images, 64/16/20 classes).
+           (29 % over those steps, 52 % over 200-300); here 406 steps were not enough. The paper
+           reports 55.71 / 68.88 % on miniImageNet 5w1s / 5w5s (a different dataset: 84x84
+           images, 64/16/20 classes).
 """
 
 from pathlib import Path
