@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metajax.core.meta_learner import MetaLearner
+from metajax.core.meta_step import split_learner_state
 from metajax.core.types import Array, PRNGKey, PyTree, Task
 
 
@@ -123,12 +124,8 @@ def check_meta_gradient(
   grads, _ = learner.task_grad(meta_params, task, key, step)
   # Learner state (MetaLearner.state_keys) is set by the meta-step, not differentiated.
   state_keys = getattr(learner, "state_keys", ())
-  if state_keys:
-    grads = {k: v for k, v in grads.items() if k not in state_keys}
-    state = {k: meta_params[k] for k in state_keys}
-    meta_params = {k: v for k, v in meta_params.items() if k not in state_keys}
-  else:
-    state = {}
+  grads, _ = split_learner_state(grads, state_keys)
+  meta_params, state = split_learner_state(meta_params, state_keys)
   analytic, numeric = directional_derivatives(
       lambda p: learner.task_loss({**p, **state} if state else p, task, key, step)[0],
       meta_params, key, directions=directions, eps=eps, grad=grads)
