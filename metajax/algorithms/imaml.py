@@ -6,12 +6,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metajax.algorithms._gradient_based import check_batch_norm, check_model, make_output_checker
+from metajax.algorithms._gradient_based import (
+    check_batch_norm,
+    check_model,
+    make_output_checker,
+    mask_refusal,
+)
 from metajax.core import implicit
 from metajax.core._checks import check_positive, check_steps
 from metajax.core.inner_loop import inner_loop
 from metajax.core.learner import Model
 from metajax.core.losses import Loss, resolve_loss
+from metajax.core.masks import apply_model
 from metajax.core.meta_learner import MetaLearner
 
 
@@ -48,6 +54,9 @@ def imaml(
   is ``|A u - g| / |g|``, ``A = I + H / lambda``). A residual above ``max_residual`` (``lambda``
   below the most negative curvature of the support loss makes ``A`` indefinite; too few CG
   steps) raises, see ``metajax.core.implicit.check_residual``.
+
+  Masked (padded) episodes are supported: the proximal support loss, so every Hessian-vector
+  product of the implicit solve, and the query loss and metrics count only the real examples.
 
   Args:
     model: the learner.
@@ -103,14 +112,17 @@ def imaml(
   loss = resolve_loss(loss)
   state = model.state
 
-  def outputs(params, x):
-    return model.apply(params, state, x, train=train)[0]
+  def outputs(params, x, example_mask=None):
+    return apply_model(model, params, x, train=train, mask=example_mask, state=state)
 
   def proximal_objective(phi, theta, data):
-    support_x, support_y = data
+    # A masked support loss: the Hessian-vector products of the implicit solve see only the
+    # real examples of a padded episode.
+    support_x, support_y, support_mask = data
     distance = sum(jnp.sum(jnp.square(p - t)) for p, t in
                    zip(jax.tree.leaves(phi), jax.tree.leaves(theta)))
-    return loss.fn(outputs(phi, support_x), support_y) + 0.5 * lam * distance
+    support_loss = loss.value(outputs(phi, support_x, support_mask), support_y, support_mask)
+    return support_loss + 0.5 * lam * distance
 
   def run_inner(theta, data, n_steps):
     theta = jax.lax.stop_gradient(theta)
@@ -125,14 +137,15 @@ def imaml(
     return {"model": jax.tree.map(jnp.array, model.params)}
 
   def loss_with_probe(meta_params, probe, task):
-    data = (task.support_x, task.support_y)
+    data = (task.support_x, task.support_y, task.support_mask)
     theta = meta_params["model"]
     adapted = root(theta, data, probe)
-    logits = outputs(adapted, task.query_x)
-    query_loss = loss.fn(logits, task.query_y)
+    logits = outputs(adapted, task.query_x, task.query_mask)
+    query_loss = loss.value(logits, task.query_y, task.query_mask)
     frozen = jax.lax.stop_gradient((adapted, theta))
     stationarity = jax.grad(proximal_objective)(*frozen, data)
-    metrics = {"query_loss": query_loss, **loss.metrics(logits, task.query_y),
+    metrics = {"query_loss": query_loss,
+               **loss.metric_values(logits, task.query_y, task.query_mask),
                "inner_grad_norm": implicit._tree_norm(stationarity)}
     return query_loss, metrics
 
@@ -143,19 +156,22 @@ def imaml(
           "curvature of the support loss), raise cg_steps, or raise max_residual if a "
           "truncated solve is intended.")
 
-  def adapt(meta_params, support_x, support_y, key=None, *, steps=None):
+  def adapt(meta_params, support_x, support_y, key=None, *, steps=None, mask=None):
     del key
     n_steps = eval_steps if steps is None else check_steps(steps)
-    return run_inner(meta_params["model"], (support_x, support_y), n_steps).params
+    return run_inner(meta_params["model"], (support_x, support_y, mask), n_steps).params
 
-  def predict(meta_params, adapted, x):
+  def predict(meta_params, adapted, x, mask=None):
     del meta_params
-    return outputs(adapted, x)
+    return outputs(adapted, x, mask)
 
   def evaluate(meta_params, task, key=None, *, steps=None):
-    adapted = adapt(meta_params, task.support_x, task.support_y, key, steps=steps)
-    logits = outputs(adapted, task.query_x)
-    return {"loss": loss.fn(logits, task.query_y), **loss.metrics(logits, task.query_y)}
+    adapted = adapt(meta_params, task.support_x, task.support_y, key, steps=steps,
+                    mask=task.support_mask)
+    logits = outputs(adapted, task.query_x, task.query_mask)
+    return {"loss": loss.value(logits, task.query_y, task.query_mask),
+            **loss.metric_values(logits, task.query_y, task.query_mask)}
 
   return MetaLearner(init, task_loss, task_grad, adapt, predict, evaluate,
-                     make_output_checker(model, loss, train), "imaml")
+                     make_output_checker(model, loss, train, masks=True, name="imaml"), "imaml",
+                     not mask_refusal(model, loss, train, True))
