@@ -1,11 +1,14 @@
-"""RL² on Bernoulli bandits against random, UCB1, Thompson sampling and the Bayes-optimal policy.
+"""RL² on Bernoulli bandits against random, UCB1, Thompson sampling, Gittins and Bayes-optimal.
 
 Trains RL² (GRU + PPO) on k-armed, n-pull bandits with arm means ~ U[0, 1], then scores it and
 the baselines on the *same* fresh tasks (total reward per trial, mean +- 95% CI). The exact
 finite-horizon Bayes-optimal value (dynamic programming, Beta(1, 1) priors) is printed where the
-state space is small enough (e.g. k=5, n=10).
+state space is small enough (e.g. k=5, n=10). The Gittins-index strategy uses the discount
+``--gittins-gamma`` (default 1 - 1/n). ``--baselines-only`` skips RL² and scores only the
+baselines, on the same tasks the full run would use for the same ``--seed``/``--eval-tasks``.
 
     python benchmarks/rl2_bandits.py --arms 5 --pulls 10 --minutes 3
+    python benchmarks/rl2_bandits.py --arms 5 --pulls 100 --baselines-only
 
 Reference: Duan et al., "RL²: Fast Reinforcement Learning via Slow Reinforcement Learning",
 2016, Table 1 (their numbers were not re-checked here; compare with the paper).
@@ -41,7 +44,14 @@ def main() -> None:
   parser.add_argument("--eval-tasks", type=int, default=2000)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--out", default=None, help="JSON file for the results")
+  parser.add_argument("--baselines-only", action="store_true",
+                      help="score only the baselines (no RL² training)")
+  parser.add_argument("--gittins-gamma", type=float, default=None,
+                      help="discount of the Gittins index (default 1 - 1/pulls)")
   args = parser.parse_args()
+  if args.baselines_only:
+    _baselines_only(args)
+    return
 
   env = envs.bernoulli_bandit(arms=args.arms, pulls=args.pulls)
   learner = rl2(env, episodes=args.pulls, hidden=args.hidden, tasks_per_step=args.tasks_per_step,
@@ -72,6 +82,8 @@ def main() -> None:
   results["random"] = bb.mean_ci(bb.play(means, args.pulls, bb.random_strategy, seed=1))
   results["ucb1"] = bb.mean_ci(bb.play(means, args.pulls, bb.ucb1, seed=1))
   results["thompson"] = bb.mean_ci(bb.play(means, args.pulls, bb.thompson, seed=1))
+  results["gittins"] = bb.mean_ci(bb.play(
+      means, args.pulls, bb.gittins(args.pulls, gamma=args.gittins_gamma), seed=1))
   exact = None
   try:
     choose, exact = bb.bayes_optimal(args.arms, args.pulls)
@@ -92,6 +104,46 @@ def main() -> None:
         "arms": args.arms, "pulls": args.pulls, "steps": steps, "train_seconds": train_s,
         "load_average": os.getloadavg()[0], "eval_tasks": args.eval_tasks,
         "exact_bayes_optimal": exact, "args": vars(args),
+        "results": {k: {"mean": m, "ci95": c} for k, (m, c) in results.items()}}, indent=2))
+
+
+def _baselines_only(args: argparse.Namespace) -> None:
+  """Random, UCB1, Thompson, Gittins (and Bayes-optimal where tractable) on fresh tasks."""
+  env = envs.bernoulli_bandit(arms=args.arms, pulls=args.pulls)
+  tasks = envs.sample_tasks(env, jax.random.key(10_000 + args.seed), args.eval_tasks)
+  means = np.asarray(tasks.means)
+  gamma = args.gittins_gamma if args.gittins_gamma is not None else 1.0 - 1.0 / max(args.pulls, 2)
+  start = time.perf_counter()
+  table = bb.gittins_indices(args.pulls - 1, gamma=gamma)
+  table_s = time.perf_counter() - start
+  strategies = {"random": bb.random_strategy, "ucb1": bb.ucb1, "thompson": bb.thompson,
+                "gittins": bb.gittins(args.pulls, gamma=gamma)}
+  exact = None
+  try:
+    strategies["bayes_optimal"], exact = bb.bayes_optimal(args.arms, args.pulls)
+  except ValueError as error:
+    print(f"(no exact Bayes-optimal policy: {error})")
+  results = {name: bb.mean_ci(bb.play(means, args.pulls, choose, seed=1))
+             for name, choose in strategies.items()}
+  load = os.getloadavg()
+  print(f"k={args.arms} n={args.pulls}: baselines only, {args.eval_tasks} fresh tasks (seed "
+        f"{args.seed}), load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+  print(f"Gittins table: gamma={gamma:.4f}, look-ahead {table.depth} pulls, grid error "
+        f"<= {table.bracket_error:.1e}, truncation error <= {table.truncation_error:.1e}, "
+        f"{table_s:.1f} s")
+  print(f"total reward on the same {args.eval_tasks} tasks (mean +- 95% CI):")
+  for name, (mean, ci) in results.items():
+    print(f"  {name:14s} {mean:7.3f} +- {ci:.3f}")
+  if exact is not None:
+    print(f"  exact Bayes-optimal expectation over the prior: {exact:.3f}")
+  if args.out:
+    Path(args.out).write_text(json.dumps({
+        "arms": args.arms, "pulls": args.pulls, "baselines_only": True,
+        "load_average": load[0], "eval_tasks": args.eval_tasks, "exact_bayes_optimal": exact,
+        "gittins": {"gamma": gamma, "depth": table.depth, "table_seconds": table_s,
+                    "bracket_error": table.bracket_error,
+                    "truncation_error": table.truncation_error},
+        "args": vars(args),
         "results": {k: {"mean": m, "ci95": c} for k, (m, c) in results.items()}}, indent=2))
 
 
