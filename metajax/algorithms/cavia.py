@@ -10,11 +10,17 @@ import numpy as np
 import optax
 from flax import nnx
 
-from metajax.algorithms._gradient_based import check_batch_norm, check_model, make_output_checker
+from metajax.algorithms._gradient_based import (
+    check_batch_norm,
+    check_model,
+    make_output_checker,
+    mask_refusal,
+)
 from metajax.core._checks import check_positive, check_steps
 from metajax.core.inner_loop import inner_loop
 from metajax.core.learner import Model, from_nnx
 from metajax.core.losses import Loss, resolve_loss
+from metajax.core.masks import accepts_mask, apply_model
 from metajax.core.meta_learner import MetaLearner, grad_of_task_loss
 from metajax.core.types import Array, Task
 from metajax.models.conv4 import conv4_model
@@ -181,6 +187,10 @@ def cavia(
   ``cavia_conv4_model(..., conditioning="film")`` builds on the same interface: it reads the
   context back from the extra channels.
 
+  Masked (padded) episodes are supported: the support loss that adapts the context and the
+  query loss and metrics count only the real examples (BatchNorm statistics too, for models
+  whose ``apply`` takes ``mask=``, as both :func:`cavia_conv4_model` conditionings do).
+
   Args:
     model: the network, taking inputs with the context concatenated.
     context_dim: number of context parameters.
@@ -218,12 +228,14 @@ def cavia(
   loss = resolve_loss(loss)
   state = model.state
 
-  def outputs(params, context, x):
-    return model.apply(params, state, with_context(x, context), train=train)[0]
+  def outputs(params, context, x, example_mask=None):
+    return apply_model(model, params, with_context(x, context), train=train, mask=example_mask,
+                       state=state)
 
-  def run_inner(params, support_x, support_y, n_steps):
+  def run_inner(params, support_x, support_y, n_steps, support_mask=None):
     context = jnp.zeros([context_dim], jnp.result_type(support_x, jnp.float32))
-    support_loss = lambda c: loss.fn(outputs(params, c, support_x), support_y)
+    support_loss = lambda c: loss.value(outputs(params, c, support_x, support_mask), support_y,
+                                        support_mask)
     return inner_loop(support_loss, context, inner_optimizer, steps=n_steps,
                       first_order=first_order)
 
@@ -232,32 +244,41 @@ def cavia(
 
   def task_loss(meta_params, task, key, step):
     del key, step
-    result = run_inner(meta_params["model"], task.support_x, task.support_y, steps)
-    logits = outputs(meta_params["model"], result.params, task.query_x)
-    query_loss = loss.fn(logits, task.query_y)
-    metrics = {"query_loss": query_loss, **loss.metrics(logits, task.query_y),
+    result = run_inner(meta_params["model"], task.support_x, task.support_y, steps,
+                       task.support_mask)
+    logits = outputs(meta_params["model"], result.params, task.query_x, task.query_mask)
+    query_loss = loss.value(logits, task.query_y, task.query_mask)
+    metrics = {"query_loss": query_loss,
+               **loss.metric_values(logits, task.query_y, task.query_mask),
                "context_norm": jnp.linalg.norm(result.params)}
     if steps:
       metrics["support_loss_before"] = result.losses[0]
     return query_loss, metrics
 
-  def adapt(meta_params, support_x, support_y, key=None, *, steps=None):
+  def adapt(meta_params, support_x, support_y, key=None, *, steps=None, mask=None):
     del key
     n_steps = eval_steps if steps is None else check_steps(steps)
-    return run_inner(meta_params["model"], support_x, support_y, n_steps).params
+    return run_inner(meta_params["model"], support_x, support_y, n_steps, mask).params
 
-  def predict(meta_params, adapted, x):
-    return outputs(meta_params["model"], adapted, x)
+  def predict(meta_params, adapted, x, mask=None):
+    return outputs(meta_params["model"], adapted, x, mask)
 
   def evaluate(meta_params, task, key=None, *, steps=None):
-    context = adapt(meta_params, task.support_x, task.support_y, key, steps=steps)
-    logits = outputs(meta_params["model"], context, task.query_x)
-    return {"loss": loss.fn(logits, task.query_y), **loss.metrics(logits, task.query_y)}
+    context = adapt(meta_params, task.support_x, task.support_y, key, steps=steps,
+                    mask=task.support_mask)
+    logits = outputs(meta_params["model"], context, task.query_x, task.query_mask)
+    return {"loss": loss.value(logits, task.query_y, task.query_mask),
+            **loss.metric_values(logits, task.query_y, task.query_mask)}
 
-  widened = Model(lambda p, s, x, *, train=True: model.apply(
-      p, s, with_context(x, jnp.zeros([context_dim], jnp.float32)), train=train),
-      model.params, model.state)
-  check_outputs = make_output_checker(widened, loss, train)
+  zero_context = lambda x: with_context(x, jnp.zeros([context_dim], jnp.float32))
+  if accepts_mask(model):  # masked BatchNorm statistics pass through the widening
+    widened_apply = lambda p, s, x, *, train=True, mask=None: model.apply(
+        p, s, zero_context(x), train=train, **({} if mask is None else {"mask": mask}))
+  else:
+    widened_apply = lambda p, s, x, *, train=True: model.apply(p, s, zero_context(x),
+                                                               train=train)
+  widened = Model(widened_apply, model.params, model.state)
+  check_outputs = make_output_checker(widened, loss, train, masks=True, name="cavia")
 
   def check_task(tasks: Task) -> None:
     batched = np.ndim(tasks.support_y) > (1 if loss.classification else 2)
@@ -277,4 +298,4 @@ def cavia(
     check_outputs(tasks)
 
   return MetaLearner(init, task_loss, grad_of_task_loss(task_loss), adapt, predict, evaluate,
-                     check_task, "cavia")
+                     check_task, "cavia", not mask_refusal(widened, loss, train, True))
