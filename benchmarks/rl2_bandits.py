@@ -41,6 +41,8 @@ def main() -> None:
   parser.add_argument("--learning-rate", type=float, default=1e-3)
   parser.add_argument("--gae-lambda", type=float, default=0.3)
   parser.add_argument("--entropy-coef", type=float, default=0.01)
+  parser.add_argument("--reward-scale", type=float, default=1.0,
+                      help="rewards scale for the value targets and advantages (rl2's reward_scale)")
   parser.add_argument("--eval-tasks", type=int, default=2000)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--out", default=None, help="JSON file for the results")
@@ -56,7 +58,8 @@ def main() -> None:
   env = envs.bernoulli_bandit(arms=args.arms, pulls=args.pulls)
   learner = rl2(env, episodes=args.pulls, hidden=args.hidden, tasks_per_step=args.tasks_per_step,
                 minibatches=4, learning_rate=args.learning_rate, gamma=1.0,
-                gae_lambda=args.gae_lambda, entropy_coef=args.entropy_coef)
+                gae_lambda=args.gae_lambda, entropy_coef=args.entropy_coef,
+                reward_scale=args.reward_scale)
   learner.check_task(env.sample_task(jax.random.key(args.seed)))
   state = learner.init(jax.random.key(args.seed))
   train_key = jax.random.key(args.seed + 1)
