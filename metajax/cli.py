@@ -118,7 +118,8 @@ def _rl_config(config, args: argparse.Namespace) -> int:
   from metajax.train.rl import train_rl
 
   print(f"{config.name}: {config.algorithm} on {config.env} {config.env_kwargs}, "
-        f"{config.meta_steps} PPO steps, run folder {config.run_dir}", flush=True)
+        f"{config.meta_steps} {'PPO' if config.algorithm == 'rl2' else 'outer'} steps, "
+        f"run folder {config.run_dir}", flush=True)
   try:
     result = train_rl(config, resume=True if args.resume else (False if args.new else None),
                       progress=not args.no_progress, report=_err)
@@ -126,6 +127,13 @@ def _rl_config(config, args: argparse.Namespace) -> int:
     _err(f"metajax train: {error}")
     return 1
   test = result.test
+  if "adaptation_steps" in test:  # MAML-RL: the return after 0, 1, ... adaptation steps
+    returns = ", ".join(f"{k}: {m:.2f} ± {c:.2f}" for k, m, c in zip(
+        test["adaptation_steps"], test["mean"], test["ci95"]))
+    print(f"test: mean return per episode after k policy-gradient steps (k: mean ± 95% CI) "
+          f"{returns} on {test['tasks']} fresh tasks after {result.steps} steps; results in "
+          f"{result.run_dir}")
+    return 0
   print(f"test: total reward per trial {test['mean']:.3f} ± {test['ci95']:.3f} on "
         f"{test['tasks']} fresh tasks after {result.steps} steps; results in {result.run_dir}")
   return 0

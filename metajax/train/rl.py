@@ -1,10 +1,17 @@
-"""Training driver for meta-RL (RL²): config, resumable loop, metrics, test on fresh tasks.
+"""Training driver for meta-RL (RL², MAML-RL): config, resumable loop, metrics, test on fresh tasks.
 
-``metajax train configs/rl2_bandits.py:k5n10`` lands here. It reuses the few-shot trainer's
-pieces: the orbax :class:`~metajax.train.checkpoint.Checkpointer` (RL² keeps its state in a
-:class:`metajax.MetaTrainState`), the JSON-lines :class:`~metajax.train.metrics_log.MetricsLog`
-and a tqdm progress bar. Keys are ``fold_in(key, step)``, so a resumed run reproduces the
-uninterrupted one bit for bit.
+``metajax train configs/rl2_bandits.py:k5n10`` and ``metajax train
+configs/maml_rl_navigation.py:maml`` land here. One loop serves both algorithms; each supplies
+its initial state, its jitted step, the metric of its progress bar and its test. It reuses the
+few-shot trainer's pieces: the orbax :class:`~metajax.train.checkpoint.Checkpointer` (both keep
+their state in a :class:`metajax.MetaTrainState`), the JSON-lines
+:class:`~metajax.train.metrics_log.MetricsLog` and a tqdm progress bar. Keys are
+``fold_in(key, step)``, so a resumed run reproduces the uninterrupted one bit for bit.
+
+The tests differ: RL² scores the total reward per trial on fresh tasks; MAML-RL adapts to fresh
+tasks with 0, 1, ..., ``adapt_steps`` policy-gradient steps and scores the mean return after each
+(``results.json``, ``adaptation.png``), for the trained initialisation and, as the baseline of
+Finn et al. (2017, Figure 5), for the untrained one.
 """
 
 from __future__ import annotations
@@ -20,27 +27,41 @@ import jax
 import numpy as np
 
 ENVS = ("bernoulli_bandit", "tabular_mdp", "point_navigation")
-ALGORITHMS = ("rl2",)
+ALGORITHMS = ("rl2", "maml_rl")
+# algorithm_kwargs of MAML-RL with their defaults (Finn et al., 2017, Section 5.3: a 2 x 100 ReLU
+# policy, alpha = 0.1, 20 tasks per outer step; Adam 1e-2 stands in for the paper's TRPO).
+MAML_RL_KWARGS = {"inner_lr": 0.1, "steps": 1, "gamma": 0.99, "baseline": "linear",
+                  "first_order": False, "score_term": True, "normalize_advantages": True,
+                  "hidden": (100, 100), "init_log_std": 0.0, "learning_rate": 1e-2,
+                  "tasks_per_step": 20}
 
 
 @dataclasses.dataclass(frozen=True)
 class RLConfig:
-  """Everything an RL² run needs.
+  """Everything an RL² or MAML-RL run needs.
 
   Attributes:
     name: a short label for the run.
-    algorithm: ``"rl2"``.
+    algorithm: ``"rl2"`` or ``"maml_rl"``.
     env: ``"bernoulli_bandit"``, ``"tabular_mdp"``, ``"point_navigation"`` or
       ``"gymnax:<id>"`` (needs ``pip install 'metajax[rl]'``).
     env_kwargs: keyword arguments of the environment factory (``arms``, ``pulls``, ...).
-    episodes: episodes per trial.
-    algorithm_kwargs: keyword arguments of :func:`metajax.algorithms.rl2` (``hidden``, ...).
-    meta_steps: PPO steps.
+    episodes: RL²: episodes per trial. MAML-RL: episodes per policy-gradient batch (each inner
+      step's batch and the post-adaptation batch; 20 in the paper).
+    algorithm_kwargs: RL²: keyword arguments of :func:`metajax.algorithms.rl2` (``hidden``,
+      ...). MAML-RL: keyword arguments of :func:`metajax.algorithms.maml_rl` (``inner_lr``,
+      ``steps``, ``gamma``, ``baseline``, ``first_order``, ``score_term``,
+      ``normalize_advantages``), of its ``mlp_policy``
+      (``hidden``, a tuple of layer widths; ``init_log_std``), the outer Adam's
+      ``learning_rate`` and ``tasks_per_step``; defaults in ``MAML_RL_KWARGS``.
+    meta_steps: PPO steps (RL²) or outer meta-gradient steps (MAML-RL).
     seed: seed of initialisation, training and test tasks.
     log_every: steps between metric records.
     checkpoint_every: steps between checkpoints.
-    test_tasks: fresh tasks of the final test (mean total reward +- 95% CI).
-    run_dir: the run folder (checkpoints, ``metrics.jsonl``, ``results.json``, plot).
+    test_tasks: fresh tasks of the final test (mean +- 95% CI over tasks).
+    adapt_steps: MAML-RL: the test adapts with 0, 1, ..., ``adapt_steps`` policy-gradient steps
+      (step size ``inner_lr``) and scores the return after each. Unused by RL².
+    run_dir: the run folder (checkpoints, ``metrics.jsonl``, ``results.json``, plots).
   """
 
   name: str = "rl2"
@@ -54,6 +75,7 @@ class RLConfig:
   log_every: int = 50
   checkpoint_every: int = 500
   test_tasks: int = 1000
+  adapt_steps: int = 3
   run_dir: str = "runs/rl2"
 
   def replace(self, **changes: Any) -> RLConfig:
@@ -69,15 +91,54 @@ class RLConfig:
       ValueError: naming the key, its value and the allowed values.
     """
     if self.algorithm not in ALGORITHMS:
-      raise ValueError(f"algorithm={self.algorithm!r} is not one of {ALGORITHMS}; MAML-RL is "
-                       "available as metajax.algorithms.maml_rl (library API).")
+      raise ValueError(f"algorithm={self.algorithm!r} is not one of {ALGORITHMS}.")
     if self.env not in ENVS and not self.env.startswith("gymnax:"):
       raise ValueError(f"env={self.env!r} is not one of {ENVS} or 'gymnax:<id>'.")
     for key in ("episodes", "meta_steps", "log_every", "checkpoint_every", "test_tasks"):
       value = getattr(self, key)
-      if not isinstance(value, int) or value < 1:
+      if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"config key {key!r} must be an int >= 1, got {value!r}.")
+    if (not isinstance(self.adapt_steps, int) or isinstance(self.adapt_steps, bool)
+        or self.adapt_steps < 0):
+      raise ValueError(f"config key 'adapt_steps' must be an int >= 0, got {self.adapt_steps!r}.")
+    if self.algorithm == "maml_rl":
+      _check_maml_rl_kwargs(self.algorithm_kwargs)
     return self
+
+
+def _check_maml_rl_kwargs(kwargs: dict) -> None:
+  """Names, types and ranges of MAML-RL's ``algorithm_kwargs``; raises ``ValueError``."""
+  for key, value in kwargs.items():
+    where = f"algorithm_kwargs.{key}={value!r}"
+    if key in ("episodes", "seed"):
+      raise ValueError(f"{where}: MAML-RL takes {key} from the config key {key!r}; drop "
+                       f"algorithm_kwargs.{key} and set {key}={value!r} instead.")
+    if key not in MAML_RL_KWARGS:
+      raise ValueError(f"{where} is not a MAML-RL option; use one of {sorted(MAML_RL_KWARGS)}.")
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if key in ("inner_lr", "learning_rate") and not (number and 0 < value < math.inf):
+      raise ValueError(f"{where}: {key} must be a finite number > 0, e.g. "
+                       f"algorithm_kwargs.{key}={MAML_RL_KWARGS[key]}.")
+    if key == "gamma" and not (number and 0 < value <= 1):
+      raise ValueError(f"{where}: gamma must be a number in (0, 1], e.g. "
+                       "algorithm_kwargs.gamma=0.99.")
+    if key == "init_log_std" and not (number and math.isfinite(value)):
+      raise ValueError(f"{where}: init_log_std must be a finite number, e.g. 0.0.")
+    integer = isinstance(value, int) and not isinstance(value, bool)
+    if key == "steps" and not (integer and value >= 0):
+      raise ValueError(f"{where}: steps (inner policy-gradient steps) must be an int >= 0; 1 is "
+                       "MAML, 0 pretrains one policy on the task mixture.")
+    if key == "tasks_per_step" and not (integer and value >= 1):
+      raise ValueError(f"{where}: tasks_per_step must be an int >= 1, e.g. 20.")
+    if key in ("first_order", "score_term", "normalize_advantages") and not isinstance(value,
+                                                                                       bool):
+      raise ValueError(f"{where}: {key} must be True or False.")
+    if key == "baseline" and value not in ("linear", "none"):
+      raise ValueError(f"{where}: baseline must be 'linear' or 'none'.")
+    if key == "hidden" and not (isinstance(value, tuple | list) and all(
+        isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in value)):
+      raise ValueError(f"{where}: hidden must be a tuple of layer widths >= 1, e.g. "
+                       "algorithm_kwargs.hidden=(100,100).")
 
 
 class RLResult(NamedTuple):
@@ -85,8 +146,12 @@ class RLResult(NamedTuple):
 
   Attributes:
     run_dir: the run folder.
-    steps: PPO steps done.
-    test: ``{"mean", "ci95", "tasks"}`` of the total reward per trial on fresh tasks.
+    steps: training steps done.
+    test: RL²: ``{"mean", "ci95", "tasks", "step"}`` of the total reward per trial on fresh
+      tasks. MAML-RL: ``{"adaptation_steps": [0, ..., K], "mean": [...], "ci95": [...],
+      "initial": {"mean", "ci95"}, "tasks", "step", "gamma"}``: the mean return per episode
+      (discounted by ``gamma``, as :func:`metajax.algorithms.maml_rl` measures it) after each
+      number of adaptation steps, for the trained and (``"initial"``) the untrained policy.
   """
 
   run_dir: Path
@@ -103,9 +168,95 @@ def make_env(config: RLConfig):
   return getattr(envs, config.env)(**config.env_kwargs)
 
 
+class _Run(NamedTuple):
+  """What one algorithm brings to the shared loop.
+
+  Attributes:
+    state: the initial :class:`metajax.MetaTrainState` (also the checkpoint template).
+    train_step: ``train_step(state, key) -> (state, metrics)``, jitted, folding the step into
+      the key.
+    curve: the metrics on the progress bar and the learning curve (first one on the bar).
+    xlabel: what a step is, for the learning curve.
+    test: ``test(params) -> dict`` on fresh tasks (seeded by the config).
+  """
+
+  state: Any
+  train_step: Callable
+  curve: tuple[str, ...]
+  xlabel: str
+  test: Callable[[Any], dict]
+
+
+def _rl2_run(config: RLConfig, env) -> _Run:
+  from metajax.algorithms.rl2 import rl2
+  from metajax.envs import bandit_baselines
+
+  learner = rl2(env, episodes=config.episodes, **config.algorithm_kwargs)
+  learner.check_task(env.sample_task(jax.random.key(config.seed)))
+
+  def test(params):
+    totals = np.asarray(learner.evaluate(params, jax.random.key(config.seed + 2),
+                                         config.test_tasks))
+    mean, ci95 = bandit_baselines.mean_ci(totals)
+    return {"mean": mean, "ci95": ci95, "tasks": config.test_tasks}
+
+  return _Run(learner.init(jax.random.key(config.seed)), learner.train_step,
+              ("trial_return",), "PPO step", test)
+
+
+# Test tasks adapted at once (lax.map batch): bounds the memory of 20 x 100-step episodes.
+_TEST_BATCH = 50
+
+
+def _maml_rl_run(config: RLConfig, env) -> _Run:
+  import optax
+
+  from metajax.algorithms.maml_rl import make_meta_rl_step, maml_rl, mlp_policy
+  from metajax.core.meta_step import init_meta_state
+  from metajax.envs import bandit_baselines, sample_tasks
+
+  kwargs = {**MAML_RL_KWARGS, **config.algorithm_kwargs}
+  policy = mlp_policy(env, hidden=tuple(kwargs.pop("hidden")),
+                      init_log_std=kwargs.pop("init_log_std"))
+  optimizer = optax.adam(kwargs.pop("learning_rate"))
+  tasks_per_step = kwargs.pop("tasks_per_step")
+  learner = maml_rl(env, policy, episodes=config.episodes, seed=config.seed, **kwargs)
+  learner.check_task(env.sample_task(jax.random.key(config.seed)))
+  train_step = make_meta_rl_step(learner, env, optimizer, tasks_per_step=tasks_per_step)
+  # The test adapts as training does (same inner_lr, gamma, baseline), for 0..adapt_steps.
+  evaluator = maml_rl(env, policy, episodes=config.episodes, seed=config.seed,
+                      **{**kwargs, "steps": config.adapt_steps})
+
+  @jax.jit
+  def returns(params, tasks, keys):
+    one = lambda task_key: evaluator.evaluate(params, *task_key)["returns"]
+    return jax.lax.map(one, (tasks, keys), batch_size=min(_TEST_BATCH, config.test_tasks))
+
+  def test(params):
+    tasks = sample_tasks(env, jax.random.key(config.seed + 2), config.test_tasks)
+    keys = jax.random.split(jax.random.key(config.seed + 3), config.test_tasks)
+    out = {"adaptation_steps": list(range(config.adapt_steps + 1))}
+    for name, values in (("trained", params), ("initial", evaluator.init())):
+      table = np.asarray(returns(values, tasks, keys))
+      pairs = [bandit_baselines.mean_ci(table[:, k]) for k in range(table.shape[1])]
+      summary = {"mean": [m for m, _ in pairs], "ci95": [c for _, c in pairs]}
+      if name == "trained":
+        out.update(summary)
+      else:
+        out["initial"] = summary
+    return {**out, "tasks": config.test_tasks, "gamma": kwargs["gamma"]}
+
+  return _Run(init_meta_state(learner, optimizer), train_step, ("post_return", "pre_return"),
+              "outer step", test)
+
+
 def train_rl(config: RLConfig, *, resume: bool | None = None, progress: bool = True,
              report: Callable[[str], None] | None = None) -> RLResult:
-  """Trains RL² as ``config`` says, resuming from the newest checkpoint when asked.
+  """Trains RL² or MAML-RL as ``config`` says, resuming from the newest checkpoint when asked.
+
+  Writes ``config.json``, ``checkpoints/``, ``metrics.jsonl`` (one ``"train"`` record every
+  ``log_every`` steps), ``learning_curve.png`` and ``results.json`` (the final test) to the run
+  folder; MAML-RL also ``adaptation.png`` (return against adaptation steps).
 
   Args:
     config: the run's :class:`RLConfig`.
@@ -118,26 +269,26 @@ def train_rl(config: RLConfig, *, resume: bool | None = None, progress: bool = T
     An :class:`RLResult`.
 
   Raises:
-    ValueError: a bad config, a non-finite loss (naming the step), or a resume conflict.
+    ValueError: a bad config (before anything compiles), a non-finite metric (naming the
+      steps), or a resume conflict.
 
   Example:
     >>> result = train_rl(RLConfig(meta_steps=10, run_dir="/tmp/rl2"))  # doctest: +SKIP
+    >>> result = train_rl(RLConfig(algorithm="maml_rl", env="point_navigation",
+    ...                            meta_steps=10, run_dir="/tmp/maml_rl"))  # doctest: +SKIP
   """
   from tqdm import tqdm
 
-  from metajax.algorithms.rl2 import rl2
-  from metajax.envs import bandit_baselines
   from metajax.train.checkpoint import Checkpointer
   from metajax.train.metrics_log import MetricsLog
 
   config = config.validated()
   report = report or (lambda message: None)
+  env = make_env(config)
+  run = (_maml_rl_run if config.algorithm == "maml_rl" else _rl2_run)(config, env)
+  state = run.state
   run_dir = Path(config.run_dir)
   run_dir.mkdir(parents=True, exist_ok=True)
-  env = make_env(config)
-  learner = rl2(env, episodes=config.episodes, **config.algorithm_kwargs)
-  learner.check_task(env.sample_task(jax.random.key(config.seed)))
-  state = learner.init(jax.random.key(config.seed))
   checkpointer = Checkpointer(run_dir / "checkpoints")
   saved = checkpointer.steps()
   config_path = run_dir / "config.json"
@@ -148,9 +299,11 @@ def train_rl(config: RLConfig, *, resume: bool | None = None, progress: bool = T
   start = 0
   if saved:
     previous = json.loads(config_path.read_text()) if config_path.exists() else None
-    mutable = {"meta_steps", "run_dir", "name", "test_tasks", "log_every", "checkpoint_every"}
+    mutable = {"meta_steps", "run_dir", "name", "test_tasks", "adapt_steps", "log_every",
+               "checkpoint_every"}
     if previous is not None:
-      changed = sorted(k for k, v in dataclasses.asdict(config).items()
+      current = json.loads(config.to_json())  # tuples as the saved JSON lists
+      changed = sorted(k for k, v in current.items()
                        if k not in mutable and previous.get(k) != v)
       if changed:
         raise ValueError(f"cannot resume {run_dir}: the config changed in {changed}")
@@ -165,7 +318,7 @@ def train_rl(config: RLConfig, *, resume: bool | None = None, progress: bool = T
   step = start
   try:
     while step < config.meta_steps:
-      state, metrics = learner.train_step(state, train_key)
+      state, metrics = run.train_step(state, train_key)
       step += 1
       bar.update(1)
       if step % config.log_every == 0 or step == config.meta_steps:
@@ -174,7 +327,7 @@ def train_rl(config: RLConfig, *, resume: bool | None = None, progress: bool = T
           raise ValueError(f"non-finite metrics {record} between steps "
                            f"{step - config.log_every} and {step}; lower the learning rate")
         log.write({"split": "train", "step": step, **record})
-        bar.set_postfix(trial_return=f"{record['trial_return']:.3f}")
+        bar.set_postfix({run.curve[0]: f"{record[run.curve[0]]:.3f}"})
       if step % config.checkpoint_every == 0 or step == config.meta_steps:
         log.flush()
         checkpointer.save(step, state)
@@ -183,16 +336,15 @@ def train_rl(config: RLConfig, *, resume: bool | None = None, progress: bool = T
     log.close()
     checkpointer.close()
 
-  totals = np.asarray(learner.evaluate(state.params, jax.random.key(config.seed + 2),
-                                       config.test_tasks))
-  mean, ci95 = bandit_baselines.mean_ci(totals)
-  test = {"mean": mean, "ci95": ci95, "tasks": config.test_tasks, "step": step}
+  test = {**run.test(state.params), "step": step}
   (run_dir / "results.json").write_text(json.dumps({"test": test}, indent=2))
-  _plot(run_dir)
+  _plot(run_dir, run.curve, run.xlabel)
+  if "adaptation_steps" in test:
+    _plot_adaptation(run_dir, test)
   return RLResult(run_dir, step, test)
 
 
-def _plot(run_dir: Path) -> None:
+def _plot(run_dir: Path, curve: tuple[str, ...], xlabel: str) -> None:
   import matplotlib
 
   matplotlib.use("Agg")
@@ -204,9 +356,37 @@ def _plot(run_dir: Path) -> None:
   if not train:
     return
   fig, ax = plt.subplots(figsize=(6, 4))
-  ax.plot([r["step"] for r in train], [r["trial_return"] for r in train])
-  ax.set(xlabel="PPO step", ylabel="mean total reward per trial", title=run_dir.name)
+  for key in curve:
+    ax.plot([r["step"] for r in train], [r[key] for r in train], label=key)
+  ylabel = ("mean total reward per trial" if curve == ("trial_return",) else
+            "mean return per episode")
+  ax.set(xlabel=xlabel, ylabel=ylabel, title=run_dir.name)
+  if len(curve) > 1:
+    ax.legend()
   ax.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(run_dir / "learning_curve.png", dpi=100)
+  plt.close(fig)
+
+
+def _plot_adaptation(run_dir: Path, test: dict) -> None:
+  """Return against policy-gradient adaptation steps, mean +- 95% CI (as MAML's Figure 5)."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  steps = test["adaptation_steps"]
+  fig, ax = plt.subplots(figsize=(5, 4))
+  for label, summary in ((f"trained ({test['step']} steps)", test),
+                         ("initial (untrained)", test["initial"])):
+    ax.errorbar(steps, summary["mean"], yerr=summary["ci95"], marker="o", capsize=3,
+                label=label)
+  ax.set(xlabel="policy-gradient adaptation steps", xticks=steps,
+         ylabel=f"mean return per episode (gamma={test['gamma']:g})",
+         title=f"{run_dir.name}: {test['tasks']} fresh tasks, 95% CI")
+  ax.legend()
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(run_dir / "adaptation.png", dpi=100)
   plt.close(fig)

@@ -1,0 +1,123 @@
+"""MAML-RL through the RL trainer and ``metajax train``: validation, resume, results."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from metajax.algorithms.maml_rl import maml_rl, mlp_policy
+from metajax.core.meta_step import init_meta_state
+from metajax.data import _paths
+from metajax.envs import point_navigation
+from metajax.train.checkpoint import Checkpointer
+from metajax.train.config import load_config
+from metajax.train.metrics_log import read_metrics
+from metajax.train.rl import RLConfig, train_rl
+
+# Every train_rl call builds (and compiles) its own step and test; as in tests/test_trainer.py,
+# the persistent compilation cache lets the later calls reuse the first compilation.
+jax.config.update("jax_compilation_cache_dir", str(_paths.cache_dir() / "jax_compile_tests"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "maml_rl_navigation.py")
+# A tiny run: 10-step episodes, 3 episodes per batch, an 8-unit policy, 2 goals per step.
+TINY = ["env_kwargs.horizon=10", "episodes=3", "algorithm_kwargs.hidden=(8,)",
+        "algorithm_kwargs.tasks_per_step=2", "log_every=1", "checkpoint_every=2",
+        "test_tasks=6", "adapt_steps=2"]
+
+
+def _maml_rl(**kwargs) -> RLConfig:
+  return RLConfig(algorithm="maml_rl", env="point_navigation", algorithm_kwargs=kwargs)
+
+
+BAD = [
+    ({"inner_lr": -0.1}, r"algorithm_kwargs.inner_lr=-0.1: inner_lr must be a finite number > 0"),
+    ({"learning_rate": float("nan")}, r"learning_rate=nan: learning_rate must be a finite"),
+    ({"steps": -1}, r"steps=-1: steps \(inner policy-gradient steps\) must be an int >= 0"),
+    ({"steps": 1.5}, r"steps=1.5"),
+    ({"tasks_per_step": 0}, r"tasks_per_step=0: tasks_per_step must be an int >= 1"),
+    ({"gamma": 1.5}, r"gamma=1.5: gamma must be a number in \(0, 1\]"),
+    ({"baseline": "value"}, r"baseline='value': baseline must be 'linear' or 'none'"),
+    ({"first_order": "yes"}, r"first_order='yes': first_order must be True or False"),
+    ({"hidden": 8}, r"hidden=8: hidden must be a tuple of layer widths.*hidden=\(100,100\)"),
+    ({"hidden": (8, 0)}, r"hidden=\(8, 0\)"),
+    ({"episodes": 5}, r"algorithm_kwargs.episodes=5: MAML-RL takes episodes from the config "
+                      r"key 'episodes'; drop algorithm_kwargs.episodes and set episodes=5"),
+    ({"inner_steps": 1}, r"inner_steps=1 is not a MAML-RL option; use one of \['baseline'"),
+]
+
+
+@pytest.mark.parametrize("kwargs, message", BAD, ids=lambda v: str(v)[:30])
+def test_bad_maml_rl_kwargs_name_key_value_and_fix(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    _maml_rl(**kwargs).validated()
+
+
+def test_bad_config_fails_before_the_run_folder_exists(tmp_path):
+  with pytest.raises(ValueError, match="adapt_steps' must be an int >= 0, got -1"):
+    train_rl(_maml_rl().replace(adapt_steps=-1, run_dir=str(tmp_path / "run")))
+  with pytest.raises(ValueError, match="hidden=8"):  # a command-line override, as typed
+    load_config(CONFIG + ":smoke", ["algorithm_kwargs.hidden=8"])
+  assert not (tmp_path / "run").exists()
+  _maml_rl(hidden=[4, 4], steps=0, first_order=True, gamma=1).validated()  # all valid
+
+
+def _final_params(run: Path, template):
+  checkpointer = Checkpointer(run / "checkpoints")
+  try:
+    state, step, problems = checkpointer.restore_latest(template)
+  finally:
+    checkpointer.close()
+  assert not problems
+  return state.params, step
+
+
+def test_resumed_run_equals_uninterrupted_run_bit_for_bit(tmp_path, capsys):
+  """4 steps in one go against 2 steps through ``metajax train``, then 2 more resumed."""
+  from metajax.cli import main
+
+  whole, halves = tmp_path / "whole", tmp_path / "halves"
+  config = load_config(CONFIG + ":smoke", [*TINY, "meta_steps=4", f"run_dir={whole}"])
+  result = train_rl(config, progress=False)
+  assert result.steps == 4
+  args = ["train", CONFIG + ":smoke", *TINY, f"run_dir={halves}", "--no-progress"]
+  assert main([*args, "meta_steps=2"]) == 0
+  assert [r["step"] for r in read_metrics(halves)] == [1, 2]
+  assert main([*args, "meta_steps=4"]) == 0
+  out = capsys.readouterr().out
+  assert "4 outer steps" in out and "test: mean return per episode after k policy" in out
+
+  # Same parameters (exactly), metrics and test on the same fresh tasks.
+  env = point_navigation(horizon=10)
+  template = init_meta_state(maml_rl(env, mlp_policy(env, hidden=(8,)), episodes=3),
+                             optax.adam(1e-2))
+  (a, step_a), (b, step_b) = _final_params(whole, template), _final_params(halves, template)
+  assert step_a == step_b == 4
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+  initial = template.params["policy"]["layers"][0]["w"]
+  assert not np.array_equal(np.asarray(a["policy"]["layers"][0]["w"]), np.asarray(initial))
+  assert read_metrics(whole) == read_metrics(halves)
+  records = read_metrics(whole)
+  assert [r["step"] for r in records] == [1, 2, 3, 4]
+  assert {"pre_return", "post_return", "loss"} <= set(records[0])
+  test = json.loads((halves / "results.json").read_text())["test"]
+  assert test == json.loads((whole / "results.json").read_text())["test"]
+
+  # The test: the return after 0, 1, 2 adaptation steps on 6 fresh goals, trained and initial.
+  assert test["adaptation_steps"] == [0, 1, 2] and test["tasks"] == 6 and test["step"] == 4
+  for summary in (test, test["initial"]):
+    assert len(summary["mean"]) == len(summary["ci95"]) == 3
+    assert all(math.isfinite(v) and v < 0 for v in summary["mean"])  # reward = -distance
+    assert all(math.isfinite(v) and v > 0 for v in summary["ci95"])
+  for name in ("learning_curve.png", "adaptation.png", "config.json"):
+    assert (halves / name).exists()
+
+  # Resuming with a changed algorithm setting is refused, naming the key.
+  assert main([*args, "meta_steps=6", "algorithm_kwargs.inner_lr=0.5"]) == 1
+  assert "the config changed in ['algorithm_kwargs']" in capsys.readouterr().err
