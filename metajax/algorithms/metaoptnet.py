@@ -13,6 +13,7 @@ from metajax.core import implicit
 from metajax.core._checks import check_positive, check_steps
 from metajax.core.learner import Model
 from metajax.core.losses import accuracy, softmax_cross_entropy
+from metajax.core.masks import apply_model, with_masks
 from metajax.core.meta_learner import MetaLearner
 from metajax.core.types import Array
 
@@ -157,6 +158,10 @@ def metaoptnet(
   (from inside ``jit``, see ``metajax.core.implicit.check_residual``), as does a backward
   solve with relative residual above ``1e-3`` (``metrics["implicit_residual"]``).
 
+  Masked (padded) episodes are supported: a padded support example has a zero box bound, so
+  its dual variables are exactly zero and it drops out of the SVM and its implicit gradient;
+  the query loss and accuracy count only real queries.
+
   Args:
     embedding: the embedding network (flattened outputs).
     ways: static class width, see :func:`metajax.protonet`.
@@ -231,18 +236,27 @@ def metaoptnet(
     return _metric.mask_absent(logits, head.counts)
 
   learner = _metric.build(embedding, name="metaoptnet", ways=ways, batch_norm=batch_norm,
-                          flatten=True, init_extra=init_extra, fit=fit, score=score)
+                          flatten=True, init_extra=init_extra, fit=fit, score=score, masks=True)
   train = check_batch_norm(batch_norm)
 
   def loss_with_probe(meta_params, probe, task):
+    # Padded support rows (as in _metric.build) get zero features and the out-of-range label
+    # ``w``: zero one-hot targets, so a zero box bound ``C * targets`` forces their dual
+    # variables to exactly 0, and their zero Gram rows/columns decouple them from the real
+    # rows in both the dual solve and its implicit (KKT) derivative.
     n_support = task.support_x.shape[0]
+    w = ways or n_support
+    _, support_y, _, _, support_mask, query_mask = with_masks(task)
+    episode_mask = jnp.concatenate([support_mask, query_mask]) if task.is_masked else None
     x = jnp.concatenate([task.support_x, task.query_x])
-    features = embedding.apply(meta_params["embedding"], embedding.state, x, train=train)[0]
+    features = apply_model(embedding, meta_params["embedding"], x, train=train, mask=episode_mask)
     features = features.reshape(features.shape[0], -1)
-    head = fit_head(features[:n_support], task.support_y, ways or n_support, probe)
+    support_features = jnp.where(support_mask[:, None], features[:n_support], 0.0)
+    head = fit_head(support_features, jnp.where(support_mask, support_y, w), w, probe)
     logits = score(meta_params, head, features[n_support:])
-    query_loss = softmax_cross_entropy(logits, task.query_y)
-    return query_loss, {"accuracy": accuracy(logits, task.query_y), "svm_residual": head.residual}
+    query_loss = softmax_cross_entropy(logits, task.query_y, task.query_mask)
+    return query_loss, {"accuracy": accuracy(logits, task.query_y, task.query_mask),
+                        "svm_residual": head.residual}
 
   task_loss, task_grad = implicit.implicit_task_functions(
       loss_with_probe, max_residual=max_backward_residual, on_failure=on_failure,
