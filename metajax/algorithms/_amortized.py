@@ -14,6 +14,12 @@ the usual ``[0, ways)``-labelled ones; the support may come in any order.
 
 BatchNorm: as in :mod:`metajax.algorithms._metric` (``"transductive"`` embeds support and query
 as one batch in ``task_loss`` and ``evaluate``; ``"frozen"`` uses the stored statistics).
+
+Masks: as in :mod:`metajax.algorithms._metric`, when built with ``masks=True``: padded support
+rows reach ``fit`` with zero features and the out-of-range label ``ways`` (their one-hot rows
+are zero, so per-class means and pools ignore them; ``support_y < ways`` is the real-example
+mask for any other use), the embedding gets the episode mask for its BatchNorm statistics, and
+the query loss and accuracy average over the real queries only.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from metajax.algorithms import _metric
 from metajax.algorithms._gradient_based import check_batch_norm, check_model
 from metajax.core.learner import Model
 from metajax.core.losses import accuracy, softmax_cross_entropy
+from metajax.core.masks import apply_model, padding_is_invisible, with_masks
 from metajax.core.meta_learner import MetaLearner, grad_of_task_loss
 from metajax.core.types import Array, PRNGKey, PyTree, Task
 
@@ -89,6 +96,8 @@ def build(
     init_extra: Callable[[], PyTree],
     fit: Fit,
     score: Score,
+    masks: bool = False,
+    mask_reason: str = "it was built without mask support",
 ) -> MetaLearner:
   """Builds an amortized :class:`MetaLearner`.
 
@@ -106,23 +115,42 @@ def build(
       ``key`` is the task's key (``None`` when the caller gave none), ``training`` is True in
       ``task_loss``, ``steps`` the test-time override of inner steps (or None).
     score: ``score(meta_params, adapted, query_features) -> [n_query, ways]``.
+    masks: ``fit`` and ``score`` ignore padded support rows as the module docstring describes,
+      so masked (padded) tasks are supported; else ``check_task`` refuses them.
+    mask_reason: why masks are not supported, for the error message.
   """
   embedding = check_model(embedding)
   ways = check_required_ways(ways, name)
   train = check_batch_norm(batch_norm)
   state = embedding.state
+  if masks and not padding_is_invisible(embedding, train):
+    masks, mask_reason = False, (
+        "its embedding has BatchNorm state in transductive mode but apply() takes no mask=; use "
+        "batch_norm='frozen' or an embedding whose apply takes mask= (metajax.models.conv4_model)")
 
-  def embed(meta_params, x):
-    features = embedding.apply(meta_params["embedding"], state, x, train=train)[0]
+  def embed(meta_params, x, example_mask=None):
+    features = apply_model(embedding, meta_params["embedding"], x, train=train,
+                           mask=example_mask, state=state)
     return features.reshape(features.shape[0], -1)
+
+  def hide_padding(features, labels, support_mask):
+    """Zero features and the out-of-range label ``ways`` for padded support rows."""
+    if support_mask is None:
+      return features, labels
+    return jnp.where(support_mask[:, None], features, 0.0), jnp.where(support_mask, labels, ways)
 
   def run_episode(meta_params, task, key, *, training, steps):
     n_support = task.support_x.shape[0]
-    features = embed(meta_params, jnp.concatenate([task.support_x, task.query_x]))
-    adapted = fit(meta_params, features[:n_support], task.support_y, key, training=training,
-                  steps=steps)
+    episode_mask = None
+    if task.is_masked:
+      _, _, _, _, support_mask, query_mask = with_masks(task)
+      episode_mask = jnp.concatenate([support_mask, query_mask])
+    features = embed(meta_params, jnp.concatenate([task.support_x, task.query_x]), episode_mask)
+    support_features, support_y = hide_padding(features[:n_support], task.support_y,
+                                                task.support_mask)
+    adapted = fit(meta_params, support_features, support_y, key, training=training, steps=steps)
     logits = score(meta_params, adapted, features[n_support:])
-    return softmax_cross_entropy(logits, task.query_y), logits
+    return softmax_cross_entropy(logits, task.query_y, task.query_mask), logits
 
   def init():
     # Fresh buffers: a donating meta-step must not delete the model's own arrays.
@@ -131,18 +159,18 @@ def build(
   def task_loss(meta_params, task, key, step):
     del step
     loss, logits = run_episode(meta_params, task, key, training=True, steps=None)
-    return loss, {"accuracy": accuracy(logits, task.query_y)}
+    return loss, {"accuracy": accuracy(logits, task.query_y, task.query_mask)}
 
-  def adapt(meta_params, support_x, support_y, key=None, *, steps=None):
-    return fit(meta_params, embed(meta_params, support_x), support_y, key, training=False,
-               steps=steps)
+  def adapt(meta_params, support_x, support_y, key=None, *, steps=None, mask=None):
+    features, labels = hide_padding(embed(meta_params, support_x, mask), support_y, mask)
+    return fit(meta_params, features, labels, key, training=False, steps=steps)
 
   def predict(meta_params, adapted, x):
     return score(meta_params, adapted, embed(meta_params, x))
 
   def evaluate(meta_params, task, key=None, *, steps=None):
     loss, logits = run_episode(meta_params, task, key, training=False, steps=steps)
-    return {"loss": loss, "accuracy": accuracy(logits, task.query_y)}
+    return {"loss": loss, "accuracy": accuracy(logits, task.query_y, task.query_mask)}
 
   def predict_query(meta_params, support_x, support_y, query_x, key=None, *, steps=None):
     # Support and query embedded as one batch, as evaluate does.
@@ -151,12 +179,15 @@ def build(
                        training=False, steps=steps)[1]
 
   return MetaLearner(init, task_loss, grad_of_task_loss(task_loss), adapt, predict, evaluate,
-                     make_checker(ways, name), name, predict_query=predict_query)
+                     make_checker(ways, name, masks=masks, reason=mask_reason), name, masks,
+                     predict_query=predict_query)
 
 
-def make_checker(ways: int, name: str) -> Callable[[Task], None]:
-  """Host-side task check: the metric learners' checks, and every class in every support set."""
-  metric_check = _metric.make_checker(ways)
+def make_checker(ways: int, name: str, *, masks: bool = False,
+                 reason: str = "") -> Callable[[Task], None]:
+  """Host-side task check: the metric learners' checks, and every class in every support set
+  (its real, unpadded examples)."""
+  metric_check = _metric.make_checker(ways, masks=masks, name=name, reason=reason)
 
   def check_task(tasks: Task) -> None:
     metric_check(tasks)
@@ -164,7 +195,10 @@ def make_checker(ways: int, name: str) -> Callable[[Task], None]:
       return
     n_support = np.shape(tasks.support_y)[-1]
     support = np.asarray(tasks.support_y).reshape(-1, n_support)
+    real = _metric._concrete_mask(tasks.support_mask, support.shape)
     for i, labels in enumerate(support):
+      if real is not None:
+        labels = labels[real[i]]
       missing = np.setdiff1d(np.arange(ways), labels)
       if missing.size:
         raise ValueError(

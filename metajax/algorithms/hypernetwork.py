@@ -69,7 +69,9 @@ def hypernetwork(
   ``(W, b)`` is then fine-tuned by that many SGD steps on the support cross-entropy through
   :func:`metajax.inner_loop` (the embedding fixed), differentiated second order, as LEO refines
   its generated weights (Rusu et al.). Renaming the classes permutes the columns of the head,
-  and with them the logits; reordering the support set changes nothing.
+  and with them the logits; reordering the support set changes nothing. Masked (padded)
+  episodes give the unpadded episode's results: padding is left out of the class means and the
+  fine-tuning loss (``metajax.algorithms._amortized``).
 
   Args:
     embedding: the embedding network (flattened outputs), e.g. ``conv4_model(None, key)``.
@@ -150,9 +152,12 @@ def hypernetwork(
     if not n_steps:
       return head
 
+    real = support_y < ways  # padded support rows carry the label ``ways`` (see _amortized)
+
     def support_loss(weights_and_bias):
       tuned = head._replace(weights=weights_and_bias[0], bias=weights_and_bias[1])
-      return softmax_cross_entropy(logits_of(meta_params, tuned, support_features), support_y)
+      return softmax_cross_entropy(logits_of(meta_params, tuned, support_features),
+                                   jnp.where(real, support_y, 0), real)
 
     tuned = inner_loop(support_loss, (head.weights, head.bias), optax.sgd(inner_lr),
                        steps=n_steps).params
@@ -162,5 +167,5 @@ def hypernetwork(
     return logits_of(meta_params, head, query_features)
 
   return _amortized.build(embedding, name="hypernetwork", ways=ways, batch_norm=batch_norm,
-                          init_extra=init_extra, fit=fit, score=score)
+                          init_extra=init_extra, fit=fit, score=score, masks=True)
 

@@ -220,5 +220,7 @@ def snail(
     return sequence_model.apply(meta_params["snail"], sequence_model.state,
                                 (support.steps, queries))[0]
 
-  return _amortized.build(embedding, name="snail", ways=ways, batch_norm=batch_norm,
-                          init_extra=init_extra, fit=fit, score=score)
+  return _amortized.build(
+      embedding, name="snail", ways=ways, batch_norm=batch_norm, init_extra=init_extra, fit=fit,
+      score=score, mask_reason="its temporal convolutions and attention read the support set as "
+      "a sequence of fixed length, where every position matters, so padding cannot be skipped")

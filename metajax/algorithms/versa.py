@@ -97,7 +97,9 @@ def versa(
   task's ``key`` (``key(0)`` when ``adapt``/``evaluate`` get none): ``eps[l, c]`` belongs to the
   class *column* ``c``, so with a fixed key, renaming the classes hands each class other noise
   and its predictions agree only in distribution (exactly when the noise is permuted along,
-  see :func:`sample_heads`).
+  see :func:`sample_heads`). Masked (padded) episodes give the unpadded episode's results:
+  padding is left out of the class pools, and the noise's shape does not depend on the
+  support size.
 
   Args:
     embedding: the embedding network (flattened outputs), e.g. ``conv4_model(None, key)``.
@@ -169,4 +171,4 @@ def versa(
                                         meta_params["scale"])
 
   return _amortized.build(embedding, name="versa", ways=ways, batch_norm=batch_norm,
-                          init_extra=init_extra, fit=fit, score=score)
+                          init_extra=init_extra, fit=fit, score=score, masks=True)
