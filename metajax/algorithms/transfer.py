@@ -115,7 +115,8 @@ def fine_tune_head(
 
   The objective is the mean cross-entropy plus ``weight_decay / 2`` times the squared norm of
   the head (PyTorch's ``weight_decay``, bias included); classes without a support example are
-  masked out. The loop is a ``lax.scan``, differentiable in ``features``.
+  masked out, and so are examples labelled ``>= ways`` (padding). The loop is a ``lax.scan``,
+  differentiable in ``features``.
 
   Args:
     features: ``[n, d]`` support embeddings.
@@ -135,6 +136,9 @@ def fine_tune_head(
     objective before each step and after the last.
   """
   counts = _metric.class_counts(labels, ways)
+  # Labels >= ways mark padded rows of a masked episode (see _metric): left out of the mean.
+  real = labels < ways
+  targets = jnp.where(real, labels, 0)
   params = _random_head(features.shape[-1], ways, init_seed, bias=not cosine)
   optimizer = optax.sgd(lr, momentum=momentum or None)
   if cosine:
@@ -147,7 +151,7 @@ def fine_tune_head(
     head = head_of(p)
     logits = _cosine_logits(head, features, scale) if cosine else _linear_logits(head, features)
     penalty = sum(jnp.sum(x * x) for x in jax.tree.leaves(p))
-    return softmax_cross_entropy(logits, labels) + 0.5 * weight_decay * penalty
+    return softmax_cross_entropy(logits, targets, real) + 0.5 * weight_decay * penalty
 
   grad = jax.value_and_grad(objective)
 
@@ -184,7 +188,7 @@ def _head_fine_tuner(name: str, embedding: Model, *, cosine: bool, ways: int | N
     return _cosine_logits(head, features, scale) if cosine else _linear_logits(head, features)
 
   return _metric.build(embedding, name=name, ways=ways, batch_norm=batch_norm, flatten=True,
-                       init_extra=dict, fit=fit, score=score)
+                       init_extra=dict, fit=fit, score=score, masks=True)
 
 
 def baseline(
