@@ -16,6 +16,7 @@ from _tiny import classification_tasks, first
 from test_contract import ALGORITHMS, build
 
 import metajax
+from metajax.algorithms.cavia import cavia_conv4_model
 from metajax.core.masks import pad_task
 from metajax.models.conv4 import conv4_model
 
@@ -73,6 +74,11 @@ def test_masked_episode_matches_unpadded_or_is_refused(name):
 @pytest.mark.parametrize("factory", [
     lambda m: metajax.protonet(m, ways=3),
     lambda m: metajax.maml(m, inner_lr=0.1, steps=1),
+    lambda m: metajax.metaoptnet(m, ways=3, tol=1e-5, max_iters=5000),
+    # CAVIA's FiLM Conv-4 takes the context as extra channels; its BatchNorm is masked too.
+    lambda m: metajax.cavia(cavia_conv4_model(3, jax.random.key(0), context_dim=2,
+                                              input_shape=(8, 4, 1), filters=2, pooled_blocks=1,
+                                              conv="xla", conditioning="film"), context_dim=2),
 ])
 def test_masked_batch_norm_statistics_exclude_padding(factory):
   """Transductive BatchNorm (Conv-4) normalises by the real examples' statistics only."""
