@@ -42,7 +42,7 @@ def main() -> None:
   parser.add_argument("--gae-lambda", type=float, default=0.3)
   parser.add_argument("--entropy-coef", type=float, default=0.01)
   parser.add_argument("--reward-scale", type=float, default=1.0,
-                      help="rewards scale for the value targets and advantages (rl2's reward_scale)")
+                      help="rl2's reward_scale (value targets and advantages)")
   parser.add_argument("--eval-tasks", type=int, default=2000)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--out", default=None, help="JSON file for the results")

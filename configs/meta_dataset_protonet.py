@@ -15,9 +15,16 @@ Command:   metajax train configs/meta_dataset_protonet.py
            metajax evaluate runs/meta_dataset_protonet --split test:tiny_imagenet --ways 5 \\
                --shots 5
            (``:smoke`` trains 40 episodes for a quick check.)
-Runtime:   not yet measured (a 40-episode smoke run took about 3 minutes on a shared 2-core
-           CPU, load average ~15).
-Accuracy:  not yet measured.
+Runtime:   ~3.3-3.7 s per episode on the 2-core CPU while it ran beside another training run
+           (load average 7-10, 2026-11-29): 502 episodes in 30 min (``time_budget_minutes=30``);
+           the full 20,000 episodes would take ~18 hours there. (The 40-episode smoke run took
+           about 3 minutes.)
+Accuracy:  after 502 episodes (30 min), 600 fixed 5-way episodes per source's test classes, 15
+           queries per class: Omniglot 92.45 +- 0.53 % (1-shot), 98.28 +- 0.18 % (5-shot);
+           Tiny-ImageNet 34.62 +- 0.72 % (1-shot), 49.71 +- 0.67 % (5-shot). Trained on
+           Omniglot alone (``'dataset_kwargs.probabilities={"omniglot": 1.0,
+           "tiny_imagenet": 0.0}'``, 259 episodes, 15 min), Tiny-ImageNet across domains:
+           26.14 +- 0.54 % / 32.82 +- 0.58 %. Commands: docs/guide/meta_dataset.md.
 """
 
 from metajax.train.config import Config
