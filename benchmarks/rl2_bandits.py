@@ -79,29 +79,15 @@ def main() -> None:
   train_s = time.perf_counter() - start
 
   tasks = envs.sample_tasks(env, jax.random.key(10_000 + args.seed), args.eval_tasks)
-  means = np.asarray(tasks.means)
   results = {"rl2": bb.mean_ci(np.asarray(learner.evaluate(state.params, jax.random.key(7),
                                                            tasks)))}
-  results["random"] = bb.mean_ci(bb.play(means, args.pulls, bb.random_strategy, seed=1))
-  results["ucb1"] = bb.mean_ci(bb.play(means, args.pulls, bb.ucb1, seed=1))
-  results["thompson"] = bb.mean_ci(bb.play(means, args.pulls, bb.thompson, seed=1))
-  results["gittins"] = bb.mean_ci(bb.play(
-      means, args.pulls, bb.gittins(args.pulls, gamma=args.gittins_gamma), seed=1))
-  exact = None
-  try:
-    choose, exact = bb.bayes_optimal(args.arms, args.pulls)
-    results["bayes_optimal"] = bb.mean_ci(bb.play(means, args.pulls, choose, seed=1))
-  except ValueError as error:
-    print(f"(no exact Bayes-optimal policy: {error})")
+  baselines, exact = _score_baselines(args, np.asarray(tasks.means), _gittins_gamma(args))
+  results.update(baselines)
   env_steps = steps * args.tasks_per_step * learner.trial_length
   print(f"\nk={args.arms} n={args.pulls}: {steps} PPO steps ({env_steps:,} env steps) in "
         f"{train_s:.0f} s (first step with compilation {compile_s:.0f} s), load average "
         f"{os.getloadavg()[0]:.1f}")
-  print(f"total reward on the same {args.eval_tasks} tasks (mean +- 95% CI):")
-  for name, (mean, ci) in results.items():
-    print(f"  {name:14s} {mean:7.3f} +- {ci:.3f}")
-  if exact is not None:
-    print(f"  exact Bayes-optimal expectation over the prior: {exact:.3f}")
+  _print_results(args, results, exact)
   if args.out:
     Path(args.out).write_text(json.dumps({
         "arms": args.arms, "pulls": args.pulls, "steps": steps, "train_seconds": train_s,
@@ -110,15 +96,14 @@ def main() -> None:
         "results": {k: {"mean": m, "ci95": c} for k, (m, c) in results.items()}}, indent=2))
 
 
-def _baselines_only(args: argparse.Namespace) -> None:
-  """Random, UCB1, Thompson, Gittins (and Bayes-optimal where tractable) on fresh tasks."""
-  env = envs.bernoulli_bandit(arms=args.arms, pulls=args.pulls)
-  tasks = envs.sample_tasks(env, jax.random.key(10_000 + args.seed), args.eval_tasks)
-  means = np.asarray(tasks.means)
-  gamma = args.gittins_gamma if args.gittins_gamma is not None else 1.0 - 1.0 / max(args.pulls, 2)
-  start = time.perf_counter()
-  table = bb.gittins_indices(args.pulls - 1, gamma=gamma)
-  table_s = time.perf_counter() - start
+def _gittins_gamma(args: argparse.Namespace) -> float:
+  """``--gittins-gamma``, or :func:`bb.gittins`'s default ``1 - 1/n``."""
+  return args.gittins_gamma if args.gittins_gamma is not None else 1.0 - 1.0 / max(args.pulls, 2)
+
+
+def _score_baselines(args: argparse.Namespace, means: np.ndarray,
+                     gamma: float) -> tuple[dict, float | None]:
+  """Random, UCB1, Thompson, Gittins and (where tractable) Bayes-optimal on the tasks' means."""
   strategies = {"random": bb.random_strategy, "ucb1": bb.ucb1, "thompson": bb.thompson,
                 "gittins": bb.gittins(args.pulls, gamma=gamma)}
   exact = None
@@ -128,17 +113,33 @@ def _baselines_only(args: argparse.Namespace) -> None:
     print(f"(no exact Bayes-optimal policy: {error})")
   results = {name: bb.mean_ci(bb.play(means, args.pulls, choose, seed=1))
              for name, choose in strategies.items()}
+  return results, exact
+
+
+def _print_results(args: argparse.Namespace, results: dict, exact: float | None) -> None:
+  print(f"total reward on the same {args.eval_tasks} tasks (mean +- 95% CI):")
+  for name, (mean, ci) in results.items():
+    print(f"  {name:14s} {mean:7.3f} +- {ci:.3f}")
+  if exact is not None:
+    print(f"  exact Bayes-optimal expectation over the prior: {exact:.3f}")
+
+
+def _baselines_only(args: argparse.Namespace) -> None:
+  """Random, UCB1, Thompson, Gittins (and Bayes-optimal where tractable) on fresh tasks."""
+  env = envs.bernoulli_bandit(arms=args.arms, pulls=args.pulls)
+  tasks = envs.sample_tasks(env, jax.random.key(10_000 + args.seed), args.eval_tasks)
+  gamma = _gittins_gamma(args)
+  start = time.perf_counter()
+  table = bb.gittins_indices(args.pulls - 1, gamma=gamma)
+  table_s = time.perf_counter() - start
+  results, exact = _score_baselines(args, np.asarray(tasks.means), gamma)
   load = os.getloadavg()
   print(f"k={args.arms} n={args.pulls}: baselines only, {args.eval_tasks} fresh tasks (seed "
         f"{args.seed}), load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
   print(f"Gittins table: gamma={gamma:.4f}, look-ahead {table.depth} pulls, grid error "
         f"<= {table.bracket_error:.1e}, truncation error <= {table.truncation_error:.1e}, "
         f"{table_s:.1f} s")
-  print(f"total reward on the same {args.eval_tasks} tasks (mean +- 95% CI):")
-  for name, (mean, ci) in results.items():
-    print(f"  {name:14s} {mean:7.3f} +- {ci:.3f}")
-  if exact is not None:
-    print(f"  exact Bayes-optimal expectation over the prior: {exact:.3f}")
+  _print_results(args, results, exact)
   if args.out:
     Path(args.out).write_text(json.dumps({
         "arms": args.arms, "pulls": args.pulls, "baselines_only": True,
