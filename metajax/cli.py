@@ -154,6 +154,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     result = evaluate_run(args.run_dir, episodes=args.episodes, checkpoint=checkpoint,
                           steps=args.steps, split=args.split, ways=args.ways,
                           shots=args.shots, queries=args.queries, evaluator=args.evaluator,
+                          evaluator_kwargs=_json_object(args.evaluator_kwargs,
+                                                        "--evaluator-kwargs"),
                           devices=devices)
   except (CheckpointError, ValueError, FileNotFoundError) as error:
     _err(f"metajax evaluate: {error}")
@@ -194,6 +196,20 @@ def _predict(args: argparse.Namespace) -> int:
     print(f"accuracy {100 * right / len(labelled):.2f}% ({right} of {len(labelled)} images in "
           "sub-folders named like a support class)")
   return 0
+
+
+def _json_object(text: str | None, flag: str) -> dict | None:
+  """``text`` parsed as a JSON object, or ``None``; a ValueError naming ``flag`` otherwise."""
+  if text is None:
+    return None
+  try:
+    value = json.loads(text)
+  except json.JSONDecodeError as error:
+    raise ValueError(f"{flag} must be a JSON object, e.g. '{{\"l2\": 0.1}}'; {text!r} is not "
+                     f"JSON ({error})") from None
+  if not isinstance(value, dict):
+    raise ValueError(f"{flag} must be a JSON object, e.g. '{{\"l2\": 0.1}}', got {text!r}")
+  return value
 
 
 def _checkpoint_arg(value: str) -> str | int:
@@ -418,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "nearest_centroid"),
                         help="score the run's embedding with this transfer evaluator instead of "
                              "its own learner (metric-learner and pretraining runs)")
+  evaluate.add_argument("--evaluator-kwargs", metavar="JSON",
+                        help="that evaluator's arguments as a JSON object, e.g. '{\"l2\": 0.1}' "
+                             "for the linear probe (a pretraining run's own, else defaults)")
   evaluate.add_argument("--json", help="also write the result to this JSON file")
   _add_layout_flags(evaluate, "each batch of episodes", "evaluate on", "")
   evaluate.set_defaults(run=_evaluate)

@@ -47,3 +47,11 @@ def test_train_with_a_bad_config_names_the_key(tmp_path, capsys):
 def test_evaluate_a_missing_run(tmp_path, capsys):
   assert main(["evaluate", str(tmp_path / "nothing")]) == 1
   assert "config.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["l2=0.1", "[0.1]"])
+def test_evaluator_kwargs_must_be_a_json_object(text, tmp_path, capsys):
+  assert main(["evaluate", str(tmp_path), "--evaluator", "linear_probe",
+               "--evaluator-kwargs", text]) == 1
+  err = capsys.readouterr().err
+  assert "--evaluator-kwargs must be a JSON object" in err and text in err

@@ -227,7 +227,8 @@ def test_evaluate_run_at_other_ways_shots_and_queries(straight, tmp_path):
   run_dir, _ = straight
   same = evaluate_run(run_dir, episodes=4)
   assert (same["ways"], same["shots"]) == (3, 1) and 0.0 <= same["accuracy"] <= 1.0
-  assert evaluate_run(run_dir, episodes=4, shots=3)["shots"] == 3
+  more_shots = evaluate_run(run_dir, episodes=4, shots=3)
+  assert more_shots["shots"] == 3 and more_shots["episodes_digest"] != same["episodes_digest"]
   assert evaluate_run(run_dir, episodes=4, queries=1)["queries"] == 1
   with pytest.raises(ValueError, match="queries"):  # 1 shot + 20 queries > 20 images
     evaluate_run(run_dir, episodes=4, queries=20)
@@ -239,5 +240,31 @@ def test_evaluate_run_at_other_ways_shots_and_queries(straight, tmp_path):
                        model_kwargs=dict(filters=4, pooling="max"), adaptation_steps=0,
                        run_dir=str(tmp_path / "proto"))
   train(proto)
+  # Another model and learner, the same seed, split and shape: the same episodes.
+  assert evaluate_run(tmp_path / "proto", episodes=4)["episodes_digest"] == same["episodes_digest"]
   wider = evaluate_run(tmp_path / "proto", episodes=4, ways=7, shots=2)
   assert (wider["ways"], wider["shots"]) == (7, 2) and 0.0 <= wider["accuracy"] <= 1.0
+  # A transfer evaluator on the ProtoNet embedding, with its defaults and with a stronger L2:
+  # the probe's softmax flattens, so the query loss rises.
+  probe = evaluate_run(tmp_path / "proto", episodes=4, evaluator="linear_probe")
+  strong = evaluate_run(tmp_path / "proto", episodes=4, evaluator="linear_probe",
+                        evaluator_kwargs={"l2": 100.0})
+  assert probe["evaluator_kwargs"] == {} and strong["evaluator_kwargs"] == {"l2": 100.0}
+  assert strong["loss"] > probe["loss"] and probe["episodes_digest"] == same["episodes_digest"]
+  with pytest.raises(ValueError, match="l3"):
+    evaluate_run(tmp_path / "proto", episodes=4, evaluator="linear_probe",
+                 evaluator_kwargs={"l3": 1.0})
+  with pytest.raises(ValueError, match="need an evaluator"):
+    evaluate_run(tmp_path / "proto", episodes=4, evaluator_kwargs={"l2": 1.0})
+
+
+def test_a_pretraining_runs_own_evaluator_arguments_are_the_default():
+  from metajax.train import registry
+
+  config = TINY.replace(algorithm="pretrain", algorithm_kwargs=dict(
+      evaluator="linear_probe", evaluator_kwargs=dict(l2=0.5)))
+  assert registry.evaluator_kwargs_for_run(config, "linear_probe") == {"l2": 0.5}
+  assert registry.evaluator_kwargs_for_run(config, "linear_probe", {"l2": 2.0}) == {"l2": 2.0}
+  assert registry.evaluator_kwargs_for_run(config, "nearest_centroid") == {}
+  with pytest.raises(ValueError, match="head"):  # MAML has no embedding to score
+    registry.evaluator_kwargs_for_run(TINY, "linear_probe")

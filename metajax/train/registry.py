@@ -438,19 +438,18 @@ def train_sampler(config, dataset: ClassDataset):
                          batch_size=config.meta_batch)
 
 
-def evaluator_for_run(config, name: str, params, key: jax.Array) -> tuple[MetaLearner, object]:
-  """A few-shot evaluator over the config's embedding network and the run's embedding weights.
+def evaluator_kwargs_for_run(config, name: str, kwargs: dict | None = None) -> dict:
+  """The keyword arguments of evaluator ``name`` on a run: ``kwargs``, checked.
 
-  Args:
-    config: the run's config.
-    name: an evaluator of :data:`metajax.algorithms.transfer.EVALUATORS`.
-    params: the run's meta-parameters; they must hold ``"embedding"``.
-    key: initialisation key of the network (only its structure is used).
+  ``None`` means the run's own: a pretraining run's ``algorithm_kwargs.evaluator_kwargs`` when
+  ``name`` is its ``evaluator``, else the evaluator's defaults.
 
-  Returns:
-    ``(evaluator, evaluator_params)`` for :func:`metajax.evaluate_tasks`.
+  Raises:
+    ValueError: ``name`` is not an evaluator, the run has no embedding to score (a
+      gradient-based learner's), or a key of ``kwargs`` is not an argument of the evaluator or
+      has the wrong type.
   """
-  from metajax.algorithms.transfer import EVALUATORS, build_evaluator, embedding_params
+  from metajax.algorithms.transfer import EVALUATORS
 
   if name not in EVALUATORS:
     raise ValueError(f"evaluator {name!r} is not one of {sorted(EVALUATORS)}")
@@ -458,8 +457,34 @@ def evaluator_for_run(config, name: str, params, key: jax.Array) -> tuple[MetaLe
     raise ValueError(f"{config.algorithm} trains a classifier with a {config.ways}-way head, not "
                      "an embedding network; evaluators score runs of metric learners or "
                      "pretraining")
+  if kwargs is None:
+    own = (config.algorithm == "pretrain"
+           and name == config.algorithm_kwargs.get("evaluator", "linear_probe"))
+    kwargs = dict(config.algorithm_kwargs.get("evaluator_kwargs") or {}) if own else {}
+  _check_kwargs(EVALUATORS[name], kwargs, "evaluator_kwargs", ("ways", "batch_norm"))
+  return dict(kwargs)
+
+
+def evaluator_for_run(config, name: str, params, key: jax.Array,
+                      kwargs: dict | None = None) -> tuple[MetaLearner, object]:
+  """A few-shot evaluator over the config's embedding network and the run's embedding weights.
+
+  Args:
+    config: the run's config.
+    name: an evaluator of :data:`metajax.algorithms.transfer.EVALUATORS`.
+    params: the run's meta-parameters; they must hold ``"embedding"``.
+    key: initialisation key of the network (only its structure is used).
+    kwargs: the evaluator's keyword arguments, e.g. ``{"l2": 0.1}`` for the linear probe
+      (``None``: the run's own; see :func:`evaluator_kwargs_for_run`).
+
+  Returns:
+    ``(evaluator, evaluator_params)`` for :func:`metajax.evaluate_tasks`.
+  """
+  from metajax.algorithms.transfer import build_evaluator, embedding_params
+
+  kwargs = evaluator_kwargs_for_run(config, name, kwargs)
   model = MODELS[config.model](None, key, input_shape=image_shape(config), **config.model_kwargs)
-  learner = build_evaluator(name, model, ways=config.eval_ways)
+  learner = build_evaluator(name, model, ways=config.eval_ways, **kwargs)
   return learner, embedding_params(learner, params)
 
 

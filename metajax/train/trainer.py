@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 import signal
@@ -513,8 +514,8 @@ def _append(run_dir: Path, records: list[dict]) -> None:
 def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | int = "best",
                  steps: int | None = None, split: str | None = None, ways: int | None = None,
                  shots: int | None = None, queries: int | None = None,
-                 evaluator: str | None = None, devices: int | str | None = None,
-                 mesh: dict | None = None) -> dict:
+                 evaluator: str | None = None, evaluator_kwargs: dict | None = None,
+                 devices: int | str | None = None, mesh: dict | None = None) -> dict:
   """Evaluates a saved run's checkpoint on its test split.
 
   The episodes can be sharded over several devices and processes (``devices``, ``mesh``, as the
@@ -538,6 +539,9 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
       learner: ``"linear_probe"``, ``"baseline"``, ``"baseline_plus_plus"`` or
       ``"nearest_centroid"`` (see ``metajax.algorithms.transfer``); any run whose
       parameters hold an ``"embedding"`` (metric learners, pretraining) works.
+    evaluator_kwargs: that evaluator's keyword arguments, e.g. ``{"l2": 0.1}`` for the linear
+      probe (``None``: a pretraining run's own ``evaluator_kwargs`` when ``evaluator`` is its
+      evaluator, else the evaluator's defaults).
     devices: devices to evaluate on: ``"all"``, a number, or ``None`` (one device; all devices
       of a multi-process run). Not the run's ``devices``: the machine may differ from the one
       that trained.
@@ -545,8 +549,9 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
 
   Returns:
     ``{"accuracy", "accuracy_ci95", "loss", "loss_ci95", "episodes", "step", "split", "ways",
-    "shots", "queries", "evaluator", "devices"}`` (``devices``: how many the episodes were
-    sharded over).
+    "shots", "queries", "evaluator", "evaluator_kwargs", "devices", "episodes_digest"}``
+    (``devices``: how many the episodes were sharded over; ``episodes_digest``: see
+    :func:`episodes_digest`, equal for any two evaluations that scored the same episodes).
 
   Raises:
     ValueError: for a bad value, before anything is loaded or compiled; e.g. ``devices=8`` on a
@@ -569,6 +574,9 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
                               or value < least):
       raise ValueError(f"{name} must be an integer >= {least}, got {value!r}; e.g. {name}="
                        f"{max(least, 5)}")
+  if evaluator_kwargs is not None and evaluator is None:
+    raise ValueError(f"evaluator_kwargs {evaluator_kwargs!r} need an evaluator; pass e.g. "
+                     "evaluator='linear_probe' (--evaluator linear_probe)")
   distributed.check_layout_keys(devices, {} if mesh is None else mesh)
   layout = distributed.device_layout(devices, mesh)
   run_dir = Path(run_dir)
@@ -578,8 +586,11 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
       test_ways=config.test_ways if ways is None else ways,
       test_shots=config.test_shots if shots is None else shots,
       test_queries=config.test_queries if queries is None else queries))
+  if evaluator is not None:
+    evaluator_kwargs = registry.evaluator_kwargs_for_run(config, evaluator, evaluator_kwargs)
   distributed.check_same_config(layout, json.dumps(
-      [config.to_json(), str(checkpoint), steps, split, evaluator, devices, mesh]))
+      [config.to_json(), str(checkpoint), steps, split, evaluator, evaluator_kwargs, devices,
+       mesh]))
   setup = _setup(config)
   checkpointer = Checkpointer(run_dir / "checkpoints", keep=config.keep_checkpoints)
   try:
@@ -592,7 +603,8 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
     checkpointer.close()
   learner = setup.eval_learner
   if evaluator is not None:
-    learner, params = registry.evaluator_for_run(config, evaluator, params, _keys(config)[_MODEL])
+    learner, params = registry.evaluator_for_run(config, evaluator, params, _keys(config)[_MODEL],
+                                                 evaluator_kwargs)
   split = split or config.test_split
   sampler = _eval_sampler(config, split)
   result = evaluate_episodes(learner, params, sampler, _keys(config)[_TEST], episodes,
@@ -600,7 +612,26 @@ def evaluate_run(run_dir: str | Path, *, episodes: int = 600, checkpoint: str | 
                              layout=layout)
   return {**result, "step": chosen, "split": split, "ways": config.eval_ways,
           "shots": config.eval_shots, "queries": config.eval_queries,
-          "evaluator": learner.name, "devices": layout.shards}
+          "evaluator": learner.name, "evaluator_kwargs": evaluator_kwargs,
+          "devices": layout.shards,
+          "episodes_digest": episodes_digest(sampler, _keys(config)[_TEST])}
+
+
+def episodes_digest(sampler: EpisodeSampler, key: jax.Array) -> str:
+  """A fingerprint of the episodes ``sampler`` draws from ``key``: equal digests, same episodes.
+
+  Episode ``j`` is a function of the key, ``j``, the split's images and the episode shape alone
+  (see :func:`evaluate_episodes`), so two evaluations whose episode 0 is bit-identical score the
+  same episodes, whatever model, learner or ``eval_batch`` they use. The digest is the SHA-256 of
+  episode 0's arrays (images, labels, masks), first 16 hex digits; ``evaluate_run`` returns it as
+  ``"episodes_digest"`` so a table built from several runs can prove they share their episodes.
+  """
+  first = jax.tree.map(lambda leaf: np.asarray(leaf[0]), sampler.sample_at(key, 0))
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(first):
+    digest.update(f"{leaf.dtype}{leaf.shape}".encode())
+    digest.update(np.ascontiguousarray(leaf).tobytes())
+  return digest.hexdigest()[:16]
 
 
 def _checkpoint_choice(checkpoint: str | int) -> str | int:
