@@ -22,12 +22,21 @@ from metajax.models.conv4 import conv4_model
 
 
 def _shuffled_padding(task: metajax.Task, extra_support: int, extra_query: int,
-                      seed: int = 0) -> metajax.Task:
-  """Pads a task with random examples and interleaves them with the real ones."""
+                      seed: int = 0, *, keep_support_order: bool = False) -> metajax.Task:
+  """Pads a task with random examples and interleaves them with the real ones.
+
+  The rows are shuffled; with ``keep_support_order`` the padded support rows go to random
+  positions but the real support rows keep their relative order (for order-dependent learners).
+  """
   padded = pad_task(task, task.support_x.shape[0] + extra_support,
                     task.query_x.shape[0] + extra_query, key=jax.random.key(seed + 11))
   rng = np.random.default_rng(seed)
   ps, pq = rng.permutation(padded.support_x.shape[0]), rng.permutation(padded.query_x.shape[0])
+  if keep_support_order:
+    n_real = task.support_x.shape[0]
+    real_at = np.sort(rng.choice(ps.size, n_real, replace=False))  # the real rows' positions
+    ps[real_at] = np.arange(n_real)
+    ps[np.setdiff1d(np.arange(ps.size), real_at)] = n_real + rng.permutation(extra_support)
   return metajax.Task(padded.support_x[ps], padded.support_y[ps], padded.query_x[pq],
                       padded.query_y[pq], padded.support_mask[ps], padded.query_mask[pq])
 
@@ -54,11 +63,20 @@ def _assert_same_results(learner, params, task, padded, *, check_padding_matters
     assert not np.allclose(unmasked_loss, expected[0][0])
 
 
+# Learners whose result depends on the support order: a padded episode keeps the real support
+# rows' relative order, and must equal the unpadded episode of the real rows in that order.
+SUPPORT_ORDER_MATTERS = {"matching_net_fce"}  # the bidirectional context LSTM
+
+
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
 def test_masked_episode_matches_unpadded_or_is_refused(name):
   learner, _ = build(name)
   task = first(classification_tasks(batch=1))
-  padded = _shuffled_padding(task, extra_support=4, extra_query=3)
+  keep_order = name in SUPPORT_ORDER_MATTERS
+  padded = _shuffled_padding(task, extra_support=4, extra_query=3, keep_support_order=keep_order)
+  if keep_order:  # padding interleaved with the real rows, not only after them
+    real = np.asarray(padded.support_mask)
+    assert np.any(real[1:] & ~real[:-1])
   if not learner.supports_masks:
     with pytest.raises(ValueError, match="does not support masked"):
       learner.check_task(_batch(padded))
@@ -69,6 +87,25 @@ def test_masked_episode_matches_unpadded_or_is_refused(name):
   params = jax.tree.map(lambda p: p + 0.05 * jnp.cos(jnp.arange(p.size).reshape(p.shape)),
                         params)
   _assert_same_results(learner, params, task, padded)
+
+
+def test_full_context_embeddings_depend_on_the_support_order():
+  """Why FCE's padded episodes keep the real rows' order: permuting the support set changes the
+  loss (the bidirectional LSTM reads it as a sequence, Vinyals et al. 2016, Appendix A), which
+  plain Matching Networks (attention over a set) do not notice."""
+  task = first(classification_tasks(batch=1))
+  order = np.random.default_rng(1).permutation(task.support_x.shape[0])
+  permuted = task._replace(support_x=task.support_x[order], support_y=task.support_y[order])
+  losses = {}
+  for name in ("matching_net_fce", "matching_net"):
+    learner, _ = build(name)
+    params = learner.init()
+    loss = jax.jit(lambda params, t, learner=learner: learner.task_loss(
+        params, t, jax.random.key(0), jnp.asarray(0))[0])
+    losses[name] = float(loss(params, task)), float(loss(params, permuted))
+  fce, plain = losses["matching_net_fce"], losses["matching_net"]
+  np.testing.assert_allclose(plain[1], plain[0], rtol=1e-5)
+  assert abs(fce[1] - fce[0]) > 1e-3 * abs(fce[0]), fce
 
 
 @pytest.mark.parametrize("factory", [

@@ -40,6 +40,13 @@ class FullContextEmbedding(nnx.Module):
   ``r_k = sum_i softmax_i(h_k . g(x_i)) g(x_i)``; ``f(x) = h_K``. The read-out ``r`` enters as
   LSTM input (the paper concatenates it to the hidden state); ``h_0 = c_0 = r_0 = 0``.
 
+  Inputs are ``(support [n, d], query [m, d])``, or ``(support, query, real [n] bool)`` for a
+  padded support set. With ``real``, the real rows, in their relative order, are the LSTMs'
+  sequence: they are moved to the front by a stable sort, the forward LSTM stops after the last
+  of them and the backward one starts there, so padding never reaches a carry; padded rows get
+  no attention. The real rows' outputs then equal those of the support set without the padded
+  rows; the padded rows' own outputs are meaningless (the caller masks them).
+
   Args:
     features: embedding size ``d``.
     steps: processing steps ``K`` of the attention LSTM.
@@ -53,20 +60,37 @@ class FullContextEmbedding(nnx.Module):
     self.query_cell = nnx.LSTMCell(2 * features, features, rngs=rngs)
     self.steps = steps
 
-  def __call__(self, inputs: tuple[Array, Array]) -> tuple[Array, Array]:
-    support, query = inputs
-    start = (jnp.zeros_like(support[:1]), jnp.zeros_like(support[:1]))
-    sequence = support[None]  # one sequence (batch 1) over the support set
-    context = (support + self.forward(sequence, initial_carry=start)[0]
-               + self.backward(sequence, initial_carry=start)[0])
+  def __call__(self, inputs: tuple[Array, ...]) -> tuple[Array, Array]:
+    support, query, *rest = inputs
+    real = rest[0] if rest else None
+    context = support + self._bidirectional(support, real)
     zeros = jnp.zeros_like(query)
     carry, read = (zeros, zeros), zeros
     for _ in range(self.steps):
       carry, hidden = self.query_cell(carry, jnp.concatenate([query, read], axis=-1))
       hidden = hidden + query
       carry = (carry[0], hidden)
-      read = jax.nn.softmax(hidden @ context.T, axis=-1) @ context
+      similarity = hidden @ context.T
+      if real is not None:
+        similarity = jnp.where(real, similarity, _metric.ABSENT_LOGIT)
+      read = jax.nn.softmax(similarity, axis=-1) @ context
     return context, carry[1]
+
+  def _bidirectional(self, support: Array, real: Array | None) -> Array:
+    """``h_fwd_i + h_bwd_i`` per support row (meaningless for padded rows)."""
+    start = (jnp.zeros_like(support[:1]), jnp.zeros_like(support[:1]))
+    if real is None:
+      sequence = support[None]  # one sequence (batch 1) over the support set
+      return (self.forward(sequence, initial_carry=start)[0]  # [0]: the batch of one
+              + self.backward(sequence, initial_carry=start)[0])
+    # Real rows first, in their order (a stable sort): a sequence of length sum(real). The
+    # forward LSTM's outputs there never see the rows after it; the backward one starts at its
+    # last row (flax reverses only the first seq_lengths steps), so padding reaches no carry.
+    order = jnp.argsort(~real, stable=True)
+    sequence, lengths = support[order][None], jnp.sum(real, dtype=jnp.int32)[None]
+    both = (self.forward(sequence, initial_carry=start, seq_lengths=lengths)[0]
+            + self.backward(sequence, initial_carry=start, seq_lengths=lengths)[0])
+    return both[jnp.argsort(order)]  # back to the rows' own positions
 
 
 def matching_net(
@@ -87,6 +111,13 @@ def matching_net(
   (``predict``, and the logits behind ``loss``) are log class probabilities ``log p(y | x)``
   ``[n_query, ways]``, so ``exp`` of them sums to one over the classes; the loss is
   ``-log p(y | x)``. Without full context embeddings ``f = g =`` the embedding network.
+
+  Support order and masks. Without full context embeddings the support set is a set: its order
+  does not matter. With them it is a sequence read by a bidirectional LSTM, so the result depends
+  on the support order (as in the paper). A masked (padded) episode gives the loss, accuracy and
+  meta-gradient of the unpadded episode made of its real support rows **in their relative
+  order** (padded rows may sit anywhere); the queries are independent of each other, so their
+  order and padding never matter.
 
   Args:
     embedding: the embedding network (flattened outputs), e.g. ``conv4_model(None, key)``.
@@ -141,26 +172,26 @@ def matching_net(
     one_hot = _metric.one_hot(labels, ways)
     if context is None:
       return MatchingSupport(support_features, one_hot, support_features)
+    # Padded support rows (label ``ways``, see _metric) are left out of the LSTMs' sequence.
     g = context.apply(meta_params["context"], context.state,
-                      (support_features, support_features[:1]))[0][0]
+                      (support_features, support_features[:1], labels < ways))[0][0]
     return MatchingSupport(g, one_hot, support_features)
 
   def score(meta_params, support, query_features):
+    # Padded support rows (zero one-hot rows, see _metric) get no attention.
+    real = support.one_hot.sum(axis=-1) > 0
     f = query_features
     if context is not None:
       f = context.apply(meta_params["context"], context.state,
-                        (support.support_raw, query_features))[0][1]
+                        (support.support_raw, query_features, real))[0][1]
     s = meta_params["scale"] if learn_scale else scale
-    # Padded support rows (zero one-hot rows, see _metric) get no attention.
-    real = support.one_hot.sum(axis=-1) > 0
     similarity = jnp.where(real, s * cosine_similarity(f, support.features), _metric.ABSENT_LOGIT)
     log_attention = jax.nn.log_softmax(similarity, axis=-1)
     return class_log_probabilities(log_attention, support.one_hot)
 
   return _metric.build(embedding, name="matching_net", ways=ways, batch_norm=batch_norm,
                        flatten=True, init_extra=init_extra, fit=fit, score=score,
-                       masks=context is None,
-                       mask_reason="full-context embeddings read every support row, padding too")
+                       masks=True)
 
 
 def class_log_probabilities(log_attention: Array, one_hot: Array) -> Array:
