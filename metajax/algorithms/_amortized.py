@@ -35,7 +35,7 @@ from metajax.algorithms import _metric
 from metajax.algorithms._gradient_based import check_batch_norm, check_model
 from metajax.core.learner import Model
 from metajax.core.losses import accuracy, softmax_cross_entropy
-from metajax.core.masks import apply_model, padding_is_invisible, with_masks
+from metajax.core.masks import with_masks
 from metajax.core.meta_learner import MetaLearner, grad_of_task_loss
 from metajax.core.types import Array, PRNGKey, PyTree, Task
 
@@ -122,16 +122,8 @@ def build(
   embedding = check_model(embedding)
   ways = check_required_ways(ways, name)
   train = check_batch_norm(batch_norm)
-  state = embedding.state
-  if masks and not padding_is_invisible(embedding, train):
-    masks, mask_reason = False, (
-        "its embedding has BatchNorm state in transductive mode but apply() takes no mask=; use "
-        "batch_norm='frozen' or an embedding whose apply takes mask= (metajax.models.conv4_model)")
-
-  def embed(meta_params, x, example_mask=None):
-    features = apply_model(embedding, meta_params["embedding"], x, train=train,
-                           mask=example_mask, state=state)
-    return features.reshape(features.shape[0], -1)
+  embed, masks, mask_reason = _metric.masked_embed(embedding, train=train, flatten=True,
+                                                   masks=masks, mask_reason=mask_reason)
 
   def hide_padding(features, labels, support_mask):
     """Zero features and the out-of-range label ``ways`` for padded support rows."""

@@ -151,17 +151,8 @@ def build(
   embedding = check_model(embedding)
   ways = check_ways(ways)
   train = check_batch_norm(batch_norm)
-  state = embedding.state
-
-  if masks and not padding_is_invisible(embedding, train):
-    masks, mask_reason = False, (
-        "its embedding has BatchNorm state in transductive mode but apply() takes no mask=; use "
-        "batch_norm='frozen' or an embedding whose apply takes mask= (metajax.models.conv4_model)")
-
-  def embed(meta_params, x, example_mask=None):
-    features = apply_model(embedding, meta_params["embedding"], x, train=train,
-                           mask=example_mask, state=state)
-    return features.reshape(features.shape[0], -1) if flatten else features
+  embed, masks, mask_reason = masked_embed(embedding, train=train, flatten=flatten, masks=masks,
+                                           mask_reason=mask_reason)
 
   def hide_padding(features, labels, support_mask, w):
     """Zero features and out-of-range label ``w`` for padded support rows."""
@@ -227,6 +218,38 @@ def build(
   return MetaLearner(init, task_loss, grad_of_task_loss(task_loss), adapt, predict, evaluate,
                      make_checker(ways, masks=masks, name=name, reason=mask_reason), name, masks,
                      predict_query)
+
+
+def masked_embed(
+    embedding: Model, *, train: bool, flatten: bool, masks: bool, mask_reason: str,
+) -> tuple[Callable[..., Array], bool, str]:
+  """The embedding function of a metric or amortized learner, and whether it hides padding.
+
+  Args:
+    embedding: the (checked) embedding network.
+    train: BatchNorm in training (transductive) mode.
+    flatten: flatten embeddings to ``[n, d]``.
+    masks: the algorithm itself ignores padding (see the module docstring).
+    mask_reason: why masks are not supported, for the error message.
+
+  Returns:
+    ``(embed, masks, mask_reason)``: ``embed(meta_params, x, example_mask=None)`` applies the
+    embedding to ``x`` (its BatchNorm statistics over the rows where ``example_mask`` is True);
+    ``masks`` turns False, with the reason, when the embedding's transductive BatchNorm cannot
+    take a mask, so padding would change the real rows' embeddings.
+  """
+  if masks and not padding_is_invisible(embedding, train):
+    masks, mask_reason = False, (
+        "its embedding has BatchNorm state in transductive mode but apply() takes no mask=; use "
+        "batch_norm='frozen' or an embedding whose apply takes mask= (metajax.models.conv4_model)")
+  state = embedding.state
+
+  def embed(meta_params, x, example_mask=None):
+    features = apply_model(embedding, meta_params["embedding"], x, train=train,
+                           mask=example_mask, state=state)
+    return features.reshape(features.shape[0], -1) if flatten else features
+
+  return embed, masks, mask_reason
 
 
 def make_checker(ways: int | None, *, masks: bool = False, name: str = "this learner",
