@@ -120,10 +120,13 @@ def test_sigkill_at_random_times_then_resume_is_bit_identical(omniglot_root, tmp
   kills = 0
   for attempt in range(5):
     log = tmp_path / f"stderr{attempt}.txt"
+    # Each killed process compiles into its own folder: a SIGKILL mid-write can leave a
+    # truncated cache entry, and deserializing one crashed a later reader (CI, 2026-11-30).
+    env = {**_ENV, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / f"jax_cache{attempt}")}
     with log.open("w") as err:
       process = subprocess.Popen(
           [sys.executable, "-m", "metajax.cli", "train", str(config_file), "--no-progress"],
-          stdout=subprocess.DEVNULL, stderr=err, env=_ENV)
+          stdout=subprocess.DEVNULL, stderr=err, env=env)
     metrics, deadline = run / "metrics.jsonl", time.monotonic() + 240
     # Wait for the run to start (it says "starting fresh" or "resuming"), then for one step.
     while process.poll() is None and time.monotonic() < deadline:
