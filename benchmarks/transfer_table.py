@@ -32,6 +32,8 @@ import json
 import time
 from pathlib import Path
 
+from metajax.train.config import parse_setting
+
 SETTINGS = {"omniglot": ("5w1s", "5w5s", "20w1s", "20w5s"), "tiny_imagenet": ("5w1s", "5w5s")}
 EVALUATORS = ("baseline", "baseline_plus_plus", "linear_probe", "nearest_centroid")
 LABELS = {"baseline": "Baseline (pretrain + linear head)",
@@ -39,11 +41,6 @@ LABELS = {"baseline": "Baseline (pretrain + linear head)",
           "linear_probe": "linear probe (pretrain + logistic regression)",
           "nearest_centroid": "nearest centroid (pretrain)"}
 QUERIES = 15
-
-
-def _setting(name: str) -> tuple[int, int]:
-  ways, shots = name.removesuffix("s").split("w")
-  return int(ways), int(shots)
 
 
 def cells_of(run_dir: Path) -> list[tuple[str, str | None, str]]:
@@ -57,7 +54,7 @@ def cells_of(run_dir: Path) -> list[tuple[str, str | None, str]]:
                      f"covers {sorted(SETTINGS)}")
   fixed_ways = registry.ALGORITHMS[config.algorithm].gradient_based or config.algorithm == "snail"
   settings = [s for s in SETTINGS[config.dataset]
-              if not fixed_ways or _setting(s)[0] == config.ways]
+              if not fixed_ways or parse_setting(s, SETTINGS[config.dataset])[0] == config.ways]
   if config.algorithm == "pretrain":
     rows = [(LABELS[e], e) for e in EVALUATORS]
   else:
@@ -95,7 +92,8 @@ def main(argv: list[str] | None = None) -> dict:
                          f"{plan[label, setting][0]} and {run_dir}; pass one of them")
       plan[label, setting] = (run_dir, evaluator)
   for (label, setting), (run_dir, evaluator) in plan.items():
-    ways, shots = _setting(setting.split()[1])
+    dataset, name = setting.split()
+    ways, shots = parse_setting(name, SETTINGS[dataset])
     kwargs = ({"l2": args.probe_l2} if evaluator == "linear_probe" and args.probe_l2 is not None
               else None)
     start = time.perf_counter()
