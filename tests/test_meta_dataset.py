@@ -108,22 +108,22 @@ def test_full_context_embeddings_depend_on_the_support_order():
   assert abs(fce[1] - fce[0]) > 1e-3 * abs(fce[0]), fce
 
 
-@pytest.mark.parametrize("factory", [
-    lambda m: metajax.protonet(m, ways=3),
-    lambda m: metajax.maml(m, inner_lr=0.1, steps=1),
-    lambda m: metajax.metaoptnet(m, ways=3, tol=1e-5, max_iters=5000),
+@pytest.mark.parametrize("factory,outputs", [
+    (lambda m: metajax.protonet(m, ways=3), None),
+    (lambda m: metajax.maml(m, inner_lr=0.1, steps=1), 3),  # MAML adapts a 3-way head
+    (lambda m: metajax.metaoptnet(m, ways=3, tol=1e-5, max_iters=5000), None),
     # CAVIA's FiLM Conv-4 takes the context as extra channels; its BatchNorm is masked too.
-    lambda m: metajax.cavia(cavia_conv4_model(3, jax.random.key(0), context_dim=2,
-                                              input_shape=(8, 4, 1), filters=2, pooled_blocks=1,
-                                              conv="xla", conditioning="film"), context_dim=2),
-])
-def test_masked_batch_norm_statistics_exclude_padding(factory):
+    (lambda m: metajax.cavia(cavia_conv4_model(3, jax.random.key(0), context_dim=2,
+                                               input_shape=(8, 4, 1), filters=2, pooled_blocks=1,
+                                               conv="xla", conditioning="film"), context_dim=2),
+     None),
+], ids=["protonet", "maml", "metaoptnet", "cavia"])
+def test_masked_batch_norm_statistics_exclude_padding(factory, outputs):
   """Transductive BatchNorm (Conv-4) normalises by the real examples' statistics only."""
   task = first(classification_tasks(batch=1))
   # [n, 4] features -> [n, 8, 4, 1] images (each feature a 2x4 patch).
   images = lambda x: jnp.repeat(jnp.repeat(x, 2, axis=1), 4, axis=1).reshape(-1, 8, 4, 1)
   task = metajax.Task(images(task.support_x), task.support_y, images(task.query_x), task.query_y)
-  outputs = 3 if "maml" in repr(factory) else None
   model = conv4_model(outputs, jax.random.key(0), input_shape=(8, 4, 1), filters=2,
                       pooled_blocks=1, conv="xla")
   learner = factory(model)

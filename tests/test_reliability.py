@@ -129,6 +129,30 @@ def test_evaluate_tasks_takes_one_key_per_task():
     metajax.evaluate_tasks(learner, learner.init(), tasks, keys[:3])
 
 
+def test_evaluate_tasks_reuses_its_compiled_function_and_frees_it_with_the_learner():
+  """The compiled evaluation lives exactly as long as ``learner.evaluate``: reused while it
+  lives, freed with it. An ``lru_cache`` keyed on learners once kept 64 learners and their
+  executables alive, and a process training many learners reached Linux's memory-map limit
+  (XLA segfaulted loading an executable at ~65,000 maps)."""
+  import gc
+  import weakref
+
+  from metajax.core import meta_step
+
+  learner = metajax.maml(tanh_classifier())
+  tasks = classification_tasks()
+  first = metajax.evaluate_tasks(learner, learner.init(), tasks, jax.random.key(3))
+  fn = meta_step._eval_fn(learner, None, "map")
+  assert meta_step._eval_fn(learner, None, "map") is fn
+  assert meta_step._eval_fn(learner, 2, "map") is not fn  # other steps: another function
+  again = metajax.evaluate_tasks(learner, learner.init(), tasks, jax.random.key(3))
+  np.testing.assert_array_equal(first["loss"], again["loss"])
+  evaluate, compiled = weakref.ref(learner.evaluate), weakref.ref(fn)
+  del learner, fn
+  gc.collect()
+  assert evaluate() is None and compiled() is None
+
+
 # 3. A 1-way episode is not a classification task ------------------------------------------------
 
 

@@ -46,8 +46,9 @@ replicated); each device batches its tasks as above.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+import threading
+import weakref
+from collections.abc import Callable, Hashable, Sequence
 from typing import NamedTuple
 
 import jax
@@ -632,11 +633,44 @@ def evaluate_tasks(
   return jax.tree.map(np.asarray, fn(params, tasks, keys))
 
 
-@functools.lru_cache(maxsize=64)
+# Compiled functions per ``learner.evaluate``, kept only while that function lives. An
+# ``lru_cache`` keyed on the learner held up to 64 learners alive, each with its closures and
+# compiled executables (~70 executables, ~430 memory maps for a Conv-4 run): a process training
+# many learners (a notebook sweep, the test suite) grew toward Linux's 65,530-map limit, where
+# XLA segfaulted loading an executable (CI, 2026-11-30). The cached functions reach the learner
+# only through a weak reference, so the learner, its cache entry and its executables go together.
+_PER_EVALUATE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PER_EVALUATE_LOCK = threading.Lock()
+
+
+def cached_per_evaluate(learner: MetaLearner, key: Hashable,
+                        build: Callable[[Callable[[], Callable]], Callable]) -> Callable:
+  """``build(get_evaluate)``, cached on ``learner.evaluate`` for as long as it lives.
+
+  ``build`` receives a function returning ``learner.evaluate`` (through a weak reference when
+  the cache holds the result) and must not capture the learner itself. Callables that cannot be
+  weakly referenced are built afresh on each call.
+  """
+  evaluate = learner.evaluate
+  try:
+    get_evaluate = weakref.ref(evaluate)
+  except TypeError:
+    return build(lambda: evaluate)
+  with _PER_EVALUATE_LOCK:
+    table = _PER_EVALUATE.setdefault(evaluate, {})
+    if key not in table:
+      table[key] = build(get_evaluate)
+    return table[key]
+
+
 def _eval_fn(learner: MetaLearner, steps: int | None, batching: str) -> Callable:
-  one = lambda p, t, k: learner.evaluate(p, t, k, steps=steps)
-  if batching == "vmap":
-    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
-  if batching == "map":
+  if batching not in ("vmap", "map"):
+    raise ValueError(f"evaluation batching must be 'auto', 'vmap' or 'map', got {batching!r}.")
+
+  def build(get_evaluate):
+    one = lambda p, t, k: get_evaluate()(p, t, k, steps=steps)
+    if batching == "vmap":
+      return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
     return jax.jit(lambda p, ts, ks: jax.lax.map(lambda tk: one(p, *tk), (ts, ks)))
-  raise ValueError(f"evaluation batching must be 'auto', 'vmap' or 'map', got {batching!r}.")
+
+  return cached_per_evaluate(learner, ("eval", steps, batching), build)

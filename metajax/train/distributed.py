@@ -37,7 +37,6 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import math
 import os
@@ -53,7 +52,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from metajax.core.meta_learner import MetaLearner
-from metajax.core.meta_step import TASK_AXIS, make_meta_step
+from metajax.core.meta_step import TASK_AXIS, cached_per_evaluate, make_meta_step
 from metajax.core.types import PyTree, Task
 from metajax.data.sampler import EpisodeSampler
 
@@ -489,22 +488,26 @@ def evaluate_batch(layout: Layout, learner: MetaLearner, params: PyTree, sampler
   return {name: _host(value)[:size] for name, value in metrics.items()}
 
 
-@functools.lru_cache(maxsize=32)
 def _sharded_eval(learner: MetaLearner, steps: int | None, batching: str, mesh: Mesh,
                   impl) -> Callable:
-  one = lambda p, t, k: learner.evaluate(p, t, jax.random.wrap_key_data(k, impl=impl),
-                                         steps=steps)
-  if batching == "vmap":
-    per_device = jax.vmap(one, in_axes=(None, 0, 0))
-  elif batching == "map":
-    per_device = lambda p, ts, ks: jax.lax.map(lambda tk: one(p, *tk), (ts, ks))
-  else:
+  if batching not in ("vmap", "map"):
     raise ValueError(f"evaluation batching must be 'auto', 'vmap' or 'map', got {batching!r}")
-  spec = PartitionSpec
-  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(spec(), spec(TASK_AXIS),
-                                                           spec(TASK_AXIS)),
-                          out_specs=spec(TASK_AXIS), check_vma=False)
-  return jax.jit(sharded, out_shardings=NamedSharding(mesh, spec()))
+
+  def build(get_evaluate):
+    one = lambda p, t, k: get_evaluate()(p, t, jax.random.wrap_key_data(k, impl=impl),
+                                         steps=steps)
+    if batching == "vmap":
+      per_device = jax.vmap(one, in_axes=(None, 0, 0))
+    else:
+      per_device = lambda p, ts, ks: jax.lax.map(lambda tk: one(p, *tk), (ts, ks))
+    spec = PartitionSpec
+    sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(spec(), spec(TASK_AXIS),
+                                                             spec(TASK_AXIS)),
+                            out_specs=spec(TASK_AXIS), check_vma=False)
+    return jax.jit(sharded, out_shardings=NamedSharding(mesh, spec()))
+
+  # Held only while learner.evaluate lives (see metajax.core.meta_step.cached_per_evaluate).
+  return cached_per_evaluate(learner, ("sharded_eval", steps, batching, mesh, impl), build)
 
 
 class _NullLog:
