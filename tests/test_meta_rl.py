@@ -142,6 +142,107 @@ def test_maml_rl_meta_step_runs_on_point_navigation():
   assert np.isfinite(float(metrics["loss"])) and int(state.step) == 2
 
 
+# --- MAML-RL with a TRPO outer step ---------------------------------------------------------
+
+
+def _trpo_terms_at(theta, i, j, *, first_order=False):
+  """TRPO's surrogate and KL for inner batch i and outer batch j of the enumerated bandit."""
+  episodes, _, _ = _batches()
+  take = lambda k: jax.tree.map(lambda x: x[k], episodes)
+  inner, outer = take(i), take(j)
+  options = dict(inner_lr=ALPHA, gamma=1.0, baseline="none", normalize=False,
+                 first_order=first_order)
+  adapted = mrl._adapt_on(TABULAR, theta, [inner], **options)
+  old_log_probs = mrl._episode_log_probs(TABULAR, adapted, outer)
+  old_dists = jax.vmap(jax.vmap(lambda o: TABULAR.apply(adapted, o)))(outer.obs)
+  inner_log_prob = mrl._inner_log_prob(TABULAR, theta, [inner], options)
+  weight = mrl._mean_return(outer, 1.0)  # one task per step: no baseline
+  return lambda phi: mrl._trpo_task_terms(
+      TABULAR, phi, [inner], outer, old_log_probs, old_dists, inner_log_prob,
+      outer.rewards * outer.mask, weight, adapt_options=options, score_term=not first_order)
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_trpo_surrogate_gradient_is_the_unbiased_meta_gradient(first_order):
+  """At theta, the gradient of TRPO's importance-weighted surrogate equals the gradient of
+  post_adaptation_objective (whose expectation is exact, above) on the same samples, and the
+  KL is 0; away from theta the surrogate's value changes (it is not a constant)."""
+  theta = TABULAR.init(None)
+  episodes, _, _ = _batches()
+  take = lambda k: jax.tree.map(lambda x: x[k], episodes)
+  for i, j in ((0, 0), (3, 9), (12, 5), (15, 15)):
+    terms = _trpo_terms_at(theta, i, j, first_order=first_order)
+    reference = jax.grad(lambda t, i=i, j=j: mrl.post_adaptation_objective(
+        TABULAR, t, [take(i)], take(j), inner_lr=ALPHA, gamma=1.0, baseline="none",
+        first_order=first_order, normalize_advantages=False)[0])(theta)
+    surrogate = lambda p, terms=terms: terms(p)[0]
+    np.testing.assert_allclose(jax.grad(surrogate)(theta), reference, atol=1e-6)
+    assert abs(float(terms(theta)[1])) < 1e-7
+  moved = terms(theta + jnp.array([0.3, -0.3]))
+  assert abs(float(moved[0] - terms(theta)[0])) > 1e-3 and float(moved[1]) > 1e-4
+
+
+def test_trpo_kl_curvature_through_the_inner_step_matches_the_kl_itself():
+  """The Hessian TRPO preconditions with (third-order: KL through the inner update) gives the
+  exact KL's second-order behaviour: KL(theta + eps v) ~= eps^2 / 2 v^T H v, and the
+  categorical and Gaussian KLs equal their definitions (sum, and numerical integration)."""
+  theta = TABULAR.init(None)
+  terms = _trpo_terms_at(theta, 6, 2)
+  kl = lambda p: terms(p)[1]
+  hessian = jax.hessian(kl)(theta)
+  for v in (jnp.array([1.0, 0.0]), jnp.array([0.6, -0.8])):
+    eps = 1e-2
+    np.testing.assert_allclose(float(kl(theta + eps * v)), 0.5 * eps ** 2 * float(v @ hessian @ v),
+                               rtol=2e-2)
+  p, q = jnp.array([0.2, 1.0, -0.5]), jnp.array([0.0, 0.3, 0.4])
+  pp, qq = np.asarray(jax.nn.softmax(p)), np.asarray(jax.nn.softmax(q))
+  np.testing.assert_allclose(float(mrl._kl(TABULAR, p, q)), np.sum(pp * np.log(pp / qq)),
+                             rtol=1e-5)
+  gaussian = mrl.Policy(init=None, apply=None, discrete=False)
+  old, new = (jnp.array([0.1]), jnp.array([-0.3])), (jnp.array([0.5]), jnp.array([0.2]))
+  x = np.linspace(-8, 8, 200001)
+  density = lambda m, s: np.exp(-0.5 * ((x - m) / s) ** 2) / (s * np.sqrt(2 * np.pi))
+  f, g = density(0.1, np.exp(-0.3)), density(0.5, np.exp(0.2))
+  integral = np.sum(f * np.log(f / g)) * (x[1] - x[0])
+  np.testing.assert_allclose(float(mrl._kl(gaussian, old, new)), integral, rtol=1e-4)
+
+
+def test_conjugate_gradient_solves_a_symmetric_positive_definite_system():
+  a = np.random.default_rng(0).normal(size=(6, 6))
+  matrix = jnp.asarray(a @ a.T + 0.5 * np.eye(6), jnp.float32)
+  b = jnp.arange(1.0, 7.0)
+  x = mrl._conjugate_gradient(lambda v: matrix @ v, b, 6)  # exact in n steps
+  np.testing.assert_allclose(matrix @ x, b, rtol=1e-3, atol=1e-3)
+  residual = lambda k: float(jnp.linalg.norm(matrix @ mrl._conjugate_gradient(
+      lambda v: matrix @ v, b, k) - b))
+  assert residual(2) > residual(6)
+
+
+def test_trpo_meta_step_stays_in_the_trust_region_and_improves_the_surrogate():
+  import optax
+
+  import metajax
+  env = envs.point_navigation(horizon=4)
+  policy = mrl.mlp_policy(env, hidden=(8,))
+  learner = mrl.maml_rl(env, policy, episodes=4, inner_lr=0.1)
+  state = metajax.init_meta_state(learner, optax.identity())
+  step = mrl.make_trpo_meta_rl_step(env, policy, tasks_per_step=3, episodes=4, max_kl=0.01)
+  accepted = 0
+  for _ in range(3):
+    before = state.params["policy"]["log_std"].copy()
+    state, metrics = step(state, jax.random.key(0))
+    if float(metrics["accepted"]):
+      accepted += 1
+      assert 0 < float(metrics["kl"]) <= 0.01 and float(metrics["improvement"]) > 0
+    else:
+      np.testing.assert_array_equal(state.params["policy"]["log_std"], before)
+  assert accepted >= 2 and step._cache_size() == 1 and int(state.step) == 3
+  for bad, match in ((dict(max_kl=0.0), "max_kl"), (dict(backtrack_ratio=1.0), "backtrack"),
+                     (dict(steps=0), "steps"), (dict(cg_damping=-1.0), "cg_damping")):
+    with pytest.raises(ValueError, match=match):
+      mrl.make_trpo_meta_rl_step(env, policy, tasks_per_step=3, **bad)
+
+
 # --- PPO pieces against hand computation ------------------------------------------------------
 
 

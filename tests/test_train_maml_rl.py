@@ -49,7 +49,13 @@ BAD = [
     ({"hidden": (8, 0)}, r"hidden=\(8, 0\)"),
     ({"episodes": 5}, r"algorithm_kwargs.episodes=5: MAML-RL takes episodes from the config "
                       r"key 'episodes'; drop algorithm_kwargs.episodes and set episodes=5"),
-    ({"inner_steps": 1}, r"inner_steps=1 is not a MAML-RL option; use one of \['baseline'"),
+    ({"inner_steps": 1}, r"inner_steps=1 is not a MAML-RL option; use one of \['backtrack"),
+    ({"outer": "sgd"}, r"outer='sgd': outer must be 'adam' or 'trpo'"),
+    ({"max_kl": 0.05}, r"max_kl=0.05 is a TRPO option; add algorithm_kwargs.outer='trpo'"),
+    ({"outer": "trpo", "steps": 0}, r"outer='trpo' needs algorithm_kwargs.steps >= 1"),
+    ({"outer": "trpo", "max_kl": 0}, r"max_kl=0: max_kl must be a finite number > 0"),
+    ({"outer": "trpo", "backtrack_ratio": 1}, r"backtrack_ratio must lie in \(0, 1\)"),
+    ({"outer": "trpo", "cg_iters": 0}, r"cg_iters=0: cg_iters must be an int >= 1"),
 ]
 
 
@@ -121,3 +127,24 @@ def test_resumed_run_equals_uninterrupted_run_bit_for_bit(tmp_path, capsys):
   # Resuming with a changed algorithm setting is refused, naming the key.
   assert main([*args, "meta_steps=6", "algorithm_kwargs.inner_lr=0.5"]) == 1
   assert "the config changed in ['algorithm_kwargs']" in capsys.readouterr().err
+
+
+def test_trpo_outer_step_trains_and_resumes_bit_for_bit(tmp_path):
+  """``outer="trpo"`` through the trainer: its metrics are logged, and 2 + 2 resumed steps
+  equal 4 in one go (the step keeps no optimizer state)."""
+  trpo = [*TINY, "algorithm_kwargs.outer='trpo'", "test_tasks=2", "adapt_steps=1"]
+  whole, halves = tmp_path / "whole", tmp_path / "halves"
+  train_rl(load_config(CONFIG + ":smoke", [*trpo, "meta_steps=4", f"run_dir={whole}"]),
+           progress=False)
+  for steps in (2, 4):
+    train_rl(load_config(CONFIG + ":smoke", [*trpo, f"meta_steps={steps}",
+                                              f"run_dir={halves}"]), progress=False)
+  records = read_metrics(whole)
+  assert records == read_metrics(halves) and [r["step"] for r in records] == [1, 2, 3, 4]
+  assert {"kl", "accepted", "improvement", "backtracks"} <= set(records[0])
+  assert all(r["kl"] <= 0.01 for r in records) and sum(r["accepted"] for r in records) >= 2
+  env = point_navigation(horizon=10)
+  template = init_meta_state(maml_rl(env, mlp_policy(env, hidden=(8,)), episodes=3),
+                             optax.identity())
+  (a, _), (b, _) = _final_params(whole, template), _final_params(halves, template)
+  jax.tree.map(np.testing.assert_array_equal, a, b)

@@ -21,6 +21,7 @@ The outer update is a plain policy-gradient step through an optax optimizer
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -29,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 
 from metajax.core._checks import check_positive, check_steps
 from metajax.core.meta_learner import MetaLearner, Metrics, grad_of_task_loss
@@ -450,5 +452,231 @@ def make_meta_rl_step(learner: MetaLearner, env: Environment,
     params = optax.apply_updates(state.params, updates)
     metrics = jax.tree.map(jnp.mean, metrics)
     return MetaTrainState(state.step + 1, params, opt_state), metrics
+
+  return jax.jit(meta_step, donate_argnums=0)
+
+
+def _kl(policy: Policy, old_dist, new_dist) -> Array:
+  """``KL(old || new)`` of one state's action distributions (categorical or diagonal Gaussian)."""
+  if policy.discrete:
+    old_logp, new_logp = jax.nn.log_softmax(old_dist), jax.nn.log_softmax(new_dist)
+    return jnp.sum(jnp.exp(old_logp) * (old_logp - new_logp))
+  (old_mean, old_log_std), (new_mean, new_log_std) = old_dist, new_dist
+  return jnp.sum(new_log_std - old_log_std + (jnp.exp(2.0 * old_log_std) + jnp.square(
+      old_mean - new_mean)) / (2.0 * jnp.exp(2.0 * new_log_std)) - 0.5)
+
+
+def _adapt_on(policy: Policy, params: PyTree, batches: list[Episodes], *, inner_lr: float,
+              gamma: float, baseline: str, normalize: bool, first_order: bool) -> PyTree:
+  """``theta_{k+1} = theta_k + inner_lr * grad surrogate(theta_k; batches[k])``, differentiable."""
+  for batch in batches:
+    grads = jax.grad(lambda p, b=batch: reinforce_surrogate(
+        policy, p, b, gamma=gamma, baseline=baseline, normalize=normalize))(params)
+    if first_order:
+      grads = jax.lax.stop_gradient(grads)
+    params = jax.tree.map(lambda p, g: p + inner_lr * g, params, grads)
+  return params
+
+
+def _inner_log_prob(policy: Policy, phi: PyTree, batches: list[Episodes],
+                    adapt_options: dict) -> Array:
+  """``sum_k log p(batches[k]; theta_k(phi))``, ``theta_k`` the params batch ``k`` came from."""
+  total, params = jnp.zeros(()), phi
+  for batch in batches:
+    total = total + jnp.sum(_episode_log_probs(policy, params, batch))
+    params = _adapt_on(policy, params, [batch], **adapt_options)
+  return total
+
+
+def _trpo_task_terms(policy: Policy, phi: PyTree, batches: list[Episodes], outer: Episodes,
+                     old_log_probs: Array, old_dists, inner_log_prob: Array, adv: Array,
+                     score_weight: Array, *, adapt_options: dict, score_term: bool
+                     ) -> tuple[Array, Array]:
+  """One task's TRPO surrogate and mean KL at ``phi`` (see :func:`make_trpo_meta_rl_step`).
+
+  ``adv`` is ``gamma^t (R_t - b_t)`` of the outer episodes (masked); ``old_*`` are the outer
+  episodes' log-probabilities and action distributions under the params that sampled them;
+  ``score_weight`` multiplies the inner episodes' log-probability (the outer return less a
+  baseline that does not depend on this task's samples).
+  """
+  adapted = _adapt_on(policy, phi, batches, **adapt_options)
+  log_probs = _episode_log_probs(policy, adapted, outer)
+  surrogate = jnp.mean(jnp.sum(jnp.exp(log_probs - old_log_probs) * adv, axis=-1))
+  if score_term:
+    log_p = _inner_log_prob(policy, phi, batches, adapt_options)
+    surrogate = surrogate + (log_p - inner_log_prob) * score_weight
+  dists = jax.vmap(jax.vmap(lambda o: policy.apply(adapted, o)))(outer.obs)
+  kl = jax.vmap(jax.vmap(lambda a, b: _kl(policy, a, b)))(old_dists, dists)
+  return surrogate, jnp.sum(kl * outer.mask) / jnp.maximum(jnp.sum(outer.mask), 1.0)
+
+
+def _conjugate_gradient(matvec: Callable[[Array], Array], b: Array, iters: int) -> Array:
+  """``iters`` conjugate-gradient iterations for ``A x = b`` from ``x = 0`` (A symmetric PSD)."""
+  def body(_, carry):
+    x, r, p, rr = carry
+    ap = matvec(p)
+    alpha = rr / jnp.maximum(jnp.vdot(p, ap), 1e-30)
+    x, r = x + alpha * p, r - alpha * ap
+    rr_new = jnp.vdot(r, r)
+    return x, r, r + (rr_new / jnp.maximum(rr, 1e-30)) * p, rr_new
+
+  x, *_ = jax.lax.fori_loop(0, iters, body, (jnp.zeros_like(b), b, b, jnp.vdot(b, b)))
+  return x
+
+
+def make_trpo_meta_rl_step(env: Environment, policy: Policy, *, tasks_per_step: int,
+                           inner_lr: float = 0.1, steps: int = 1, episodes: int = 20,
+                           gamma: float = 0.99, baseline: str = "linear",
+                           first_order: bool = False, score_term: bool = True,
+                           normalize_advantages: bool = True, max_kl: float = 0.01,
+                           cg_iters: int = 10, cg_damping: float = 1e-5,
+                           backtrack_ratio: float = 0.8, max_backtracks: int = 15
+                           ) -> Callable[[MetaTrainState, PRNGKey], tuple[MetaTrainState, Metrics]]:
+  """One compiled TRPO outer step of MAML-RL (the paper's outer optimizer).
+
+  Per step: sample ``tasks_per_step`` tasks; for each, the inner batches from ``theta``, the
+  adapted ``theta'`` and the outer episodes from ``theta'`` (as :func:`maml_rl`). With these
+  samples fixed, ``theta'(phi)`` is the adaptation of ``phi`` on the same inner batches and
+
+  - the surrogate ``L(phi)`` is the mean over tasks of
+    ``mean_m sum_t rho_t(phi) gamma^t (R_t - b_t)``, ``rho_t`` the ratio of the action's
+    probability under ``theta'(phi)`` and under ``theta'``, plus (``score_term``, second order)
+    ``(log p(inner; phi) - log p(inner; theta)) * (R_outer - b)``, ``b`` the mean outer return
+    of the *other* tasks of the step (0 with one task). Its gradient at ``theta`` is the
+    meta-gradient of :func:`post_adaptation_objective` with that baseline in the score term:
+    unbiased, as ``b`` does not depend on the task's own samples;
+  - ``KL(phi)`` is the mean over tasks and outer states of ``KL(pi_theta' || pi_theta'(phi))``.
+
+  The step direction solves ``F x = grad L`` by ``cg_iters`` conjugate-gradient iterations, ``F``
+  the Hessian of ``KL`` at ``theta`` (through the adaptation: third-order derivatives for
+  second-order MAML) plus ``cg_damping``; it is scaled to ``KL ~= max_kl`` in the quadratic
+  model and shrunk by ``backtrack_ratio`` until the exact ``KL <= max_kl`` and ``L`` improves
+  (at most ``max_backtracks`` tries; if none passes, ``theta`` is kept and ``accepted`` is 0).
+
+  Args:
+    env: the environment (its ``sample_task`` draws the tasks).
+    policy: the policy (e.g. :func:`mlp_policy`).
+    tasks_per_step: tasks per outer step (20 for 2D navigation in the paper).
+    inner_lr, steps, episodes, gamma, baseline, first_order, score_term,
+      normalize_advantages: as :func:`maml_rl` (``steps`` >= 1).
+    max_kl: the trust region (0.01 in the paper's code and rllab).
+    cg_iters: conjugate-gradient iterations (10).
+    cg_damping: added to ``F``'s diagonal (1e-5).
+    backtrack_ratio: line-search shrink factor (0.8).
+    max_backtracks: line-search tries (15).
+
+  Returns:
+    ``meta_step(state, key) -> (state, metrics)`` over a :class:`metajax.MetaTrainState`
+    whose meta-parameters are ``{"policy": params}`` (as ``maml_rl(...).init()``) and whose
+    ``opt_state`` is unused (``optax.identity()``'s); jitted, state donated, the key folded
+    with the step. Metrics: ``pre_return``, ``post_return``, ``loss`` (``-post_return``),
+    ``kl`` (of the taken step), ``improvement`` (of ``L``), ``accepted`` (1 or 0) and
+    ``backtracks``.
+
+  Raises:
+    ValueError: a step count, size or ratio out of range.
+
+  References:
+    Schulman et al., "Trust Region Policy Optimization", ICML 2015 (the step, its conjugate
+    gradient and line search); Finn, Abbeel & Levine, ICML 2017, Section 5.3 (TRPO as MAML-RL's
+    outer optimizer, with the Hessian-vector products through the inner update).
+  """
+  if baseline not in ("linear", "none"):
+    raise ValueError(f"baseline must be 'linear' or 'none', got {baseline!r}.")
+  tasks_per_step = check_steps(tasks_per_step, "tasks_per_step", minimum=1)
+  steps = check_steps(steps, "steps", minimum=1)
+  episodes = check_steps(episodes, "episodes", minimum=1)
+  cg_iters = check_steps(cg_iters, "cg_iters", minimum=1)
+  max_backtracks = check_steps(max_backtracks, "max_backtracks", minimum=1)
+  inner_lr = check_positive(inner_lr, "inner_lr")
+  max_kl = check_positive(max_kl, "max_kl")
+  if not (isinstance(cg_damping, int | float) and 0 <= cg_damping < math.inf):
+    raise ValueError(f"cg_damping must be a finite number >= 0, got {cg_damping!r}; e.g. 1e-5.")
+  if not (isinstance(backtrack_ratio, int | float) and 0 < backtrack_ratio < 1):
+    raise ValueError(f"backtrack_ratio must lie in (0, 1), got {backtrack_ratio!r}; e.g. 0.8.")
+  adapt_options = dict(inner_lr=inner_lr, gamma=gamma, baseline=baseline,
+                       normalize=normalize_advantages, first_order=first_order)
+  with_score = score_term and not first_order
+
+  def sample(params, task, key):
+    """Inner batches from ``params``, then the outer episodes from the adapted params."""
+    k_inner, k_outer = jax.random.split(key)
+    batches, adapted = [], params
+    for k in range(steps):
+      batch = sample_episodes(env, policy, adapted, task, jax.random.fold_in(k_inner, k),
+                              episodes)
+      batches.append(batch)
+      adapted = jax.lax.stop_gradient(_adapt_on(policy, adapted, [batch], **adapt_options))
+    return batches, adapted, sample_episodes(env, policy, adapted, task, k_outer, episodes)
+
+  def advantages(outer):
+    discount = _discounts(outer.rewards.shape[-1], gamma)
+    adv = returns_to_go(outer.rewards, gamma)
+    if baseline == "linear":
+      adv = adv - linear_feature_baseline(outer, gamma)
+    return discount * adv * outer.mask
+
+  def meta_step(state, key):
+    key = jax.random.fold_in(key, state.step)
+    k_tasks, k_roll = jax.random.split(key)
+    tasks = sample_tasks(env, k_tasks, tasks_per_step)
+    theta = state.params["policy"]
+    batches, adapted, outer = jax.vmap(sample, in_axes=(None, 0, 0))(
+        theta, tasks, jax.random.split(k_roll, tasks_per_step))
+    old_log_probs = jax.vmap(lambda p, o: _episode_log_probs(policy, p, o))(adapted, outer)
+    old_dists = jax.vmap(lambda p, o: jax.vmap(jax.vmap(lambda x: policy.apply(p, x)))(o.obs))(
+        adapted, outer)
+    inner_log_prob = jax.vmap(lambda bs: _inner_log_prob(policy, theta, bs, adapt_options))(
+        batches)
+    adv = jax.vmap(advantages)(outer)
+    returns = jax.vmap(lambda o: _mean_return(o, gamma))(outer)
+    # Leave-one-out baseline: task i's score term is weighted by its outer return less the
+    # mean of the other tasks' (independent of task i's samples, so still unbiased).
+    others = (jnp.sum(returns) - returns) / max(tasks_per_step - 1, 1)
+    constants = (batches, outer, old_log_probs, old_dists, inner_log_prob, adv,
+                 returns - others)
+    terms = functools.partial(_trpo_task_terms, policy, adapt_options=adapt_options,
+                              score_term=with_score)
+
+    def surrogate_and_kl(phi):
+      s, k = jax.vmap(terms, in_axes=(None, 0, 0, 0, 0, 0, 0, 0))(phi, *constants)
+      return jnp.mean(s), jnp.mean(k)
+
+    flat_theta, unravel = ravel_pytree(theta)
+    surrogate = lambda flat: surrogate_and_kl(unravel(flat))[0]
+    kl = lambda flat: surrogate_and_kl(unravel(flat))[1]
+    surrogate_0 = surrogate(flat_theta)
+    grad = jax.grad(surrogate)(flat_theta)
+    kl_grad = jax.grad(kl)
+    fisher = lambda v: jax.jvp(kl_grad, (flat_theta,), (v,))[1] + cg_damping * v
+    direction = _conjugate_gradient(fisher, grad, cg_iters)
+    full_step = direction * jnp.sqrt(2.0 * max_kl / jnp.maximum(
+        jnp.vdot(direction, fisher(direction)), 1e-30))
+
+    def try_step(carry):
+      k, *_ = carry
+      candidate = flat_theta + backtrack_ratio ** k.astype(flat_theta.dtype) * full_step
+      s, d = surrogate_and_kl(unravel(candidate))
+      ok = jnp.isfinite(s) & jnp.isfinite(d) & (d <= max_kl) & (s > surrogate_0)
+      return k + 1, ok, candidate, s - surrogate_0, d
+
+    def searching(carry):
+      k, ok, *_ = carry
+      return (~ok) & (k < max_backtracks)
+
+    zero = jnp.zeros((), flat_theta.dtype)
+    tries, accepted, candidate, improvement, step_kl = jax.lax.while_loop(
+        searching, try_step, (jnp.zeros((), jnp.int32), jnp.array(False), flat_theta, zero,
+                              zero))
+    new_flat = jnp.where(accepted, candidate, flat_theta)
+    params = {**state.params, "policy": unravel(new_flat)}
+    pre = jnp.mean(jax.vmap(lambda bs: _mean_return(bs[0], gamma))(batches))
+    post = jnp.mean(returns)
+    metrics = {"pre_return": pre, "post_return": post, "loss": -post,
+               "kl": jnp.where(accepted, step_kl, zero),
+               "improvement": jnp.where(accepted, improvement, zero),
+               "accepted": accepted.astype(jnp.float32),
+               "backtracks": (tries - 1).astype(jnp.float32)}
+    return MetaTrainState(state.step + 1, params, state.opt_state), metrics
 
   return jax.jit(meta_step, donate_argnums=0)

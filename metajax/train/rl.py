@@ -29,11 +29,14 @@ import numpy as np
 ENVS = ("bernoulli_bandit", "tabular_mdp", "point_navigation")
 ALGORITHMS = ("rl2", "maml_rl")
 # algorithm_kwargs of MAML-RL with their defaults (Finn et al., 2017, Section 5.3: a 2 x 100 ReLU
-# policy, alpha = 0.1, 20 tasks per outer step; Adam 1e-2 stands in for the paper's TRPO).
+# policy, alpha = 0.1, 20 tasks per outer step). The outer step is Adam (``learning_rate``) or
+# the paper's TRPO (``outer="trpo"``: ``max_kl``, ``cg_iters``, ``cg_damping``, line search).
 MAML_RL_KWARGS = {"inner_lr": 0.1, "steps": 1, "gamma": 0.99, "baseline": "linear",
                   "first_order": False, "score_term": True, "normalize_advantages": True,
                   "hidden": (100, 100), "init_log_std": 0.0, "learning_rate": 1e-2,
-                  "tasks_per_step": 20}
+                  "tasks_per_step": 20, "outer": "adam", "max_kl": 0.01, "cg_iters": 10,
+                  "cg_damping": 1e-5, "backtrack_ratio": 0.8, "max_backtracks": 15}
+_TRPO_KWARGS = ("max_kl", "cg_iters", "cg_damping", "backtrack_ratio", "max_backtracks")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +55,11 @@ class RLConfig:
       ...). MAML-RL: keyword arguments of :func:`metajax.algorithms.maml_rl` (``inner_lr``,
       ``steps``, ``gamma``, ``baseline``, ``first_order``, ``score_term``,
       ``normalize_advantages``), of its ``mlp_policy``
-      (``hidden``, a tuple of layer widths; ``init_log_std``), the outer Adam's
-      ``learning_rate`` and ``tasks_per_step``; defaults in ``MAML_RL_KWARGS``.
+      (``hidden``, a tuple of layer widths; ``init_log_std``), ``tasks_per_step`` and the
+      outer step: ``outer="adam"`` (``learning_rate``, unused by TRPO) or ``outer="trpo"``
+      (``max_kl``, ``cg_iters``, ``cg_damping``, ``backtrack_ratio``, ``max_backtracks``; see
+      :func:`metajax.algorithms.maml_rl.make_trpo_meta_rl_step`); defaults in
+      ``MAML_RL_KWARGS``.
     meta_steps: PPO steps (RL²) or outer meta-gradient steps (MAML-RL).
     seed: seed of initialisation, training and test tasks.
     log_every: steps between metric records.
@@ -116,6 +122,24 @@ def _check_maml_rl_kwargs(kwargs: dict) -> None:
     if key not in MAML_RL_KWARGS:
       raise ValueError(f"{where} is not a MAML-RL option; use one of {sorted(MAML_RL_KWARGS)}.")
     number = isinstance(value, int | float) and not isinstance(value, bool)
+    if key == "outer" and value not in ("adam", "trpo"):
+      raise ValueError(f"{where}: outer must be 'adam' or 'trpo'.")
+    if key == "outer" and value == "trpo" and kwargs.get("steps", 1) == 0:
+      raise ValueError(f"{where} needs algorithm_kwargs.steps >= 1 (the trust region is on the "
+                       "adapted policy); use outer='adam' for steps=0.")
+    if key in _TRPO_KWARGS and kwargs.get("outer", "adam") != "trpo":
+      raise ValueError(f"{where} is a TRPO option; add algorithm_kwargs.outer='trpo' or drop it.")
+    if key in ("max_kl", "cg_damping") and not (number and 0 <= value < math.inf and (
+        value > 0 or key == "cg_damping")):
+      raise ValueError(f"{where}: {key} must be a finite number "
+                       f"{'>= 0' if key == 'cg_damping' else '> 0'}, e.g. "
+                       f"algorithm_kwargs.{key}={MAML_RL_KWARGS[key]}.")
+    if key == "backtrack_ratio" and not (number and 0 < value < 1):
+      raise ValueError(f"{where}: backtrack_ratio must lie in (0, 1), e.g. 0.8.")
+    if key in ("cg_iters", "max_backtracks") and not (
+        isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+      raise ValueError(f"{where}: {key} must be an int >= 1, e.g. "
+                       f"algorithm_kwargs.{key}={MAML_RL_KWARGS[key]}.")
     if key in ("inner_lr", "learning_rate") and not (number and 0 < value < math.inf):
       raise ValueError(f"{where}: {key} must be a finite number > 0, e.g. "
                        f"algorithm_kwargs.{key}={MAML_RL_KWARGS[key]}.")
@@ -211,18 +235,30 @@ _TEST_BATCH = 50
 def _maml_rl_run(config: RLConfig, env) -> _Run:
   import optax
 
-  from metajax.algorithms.maml_rl import make_meta_rl_step, maml_rl, mlp_policy
+  from metajax.algorithms.maml_rl import (
+      make_meta_rl_step,
+      make_trpo_meta_rl_step,
+      maml_rl,
+      mlp_policy,
+  )
   from metajax.core.meta_step import init_meta_state
   from metajax.envs import bandit_baselines, sample_tasks
 
   kwargs = {**MAML_RL_KWARGS, **config.algorithm_kwargs}
   policy = mlp_policy(env, hidden=tuple(kwargs.pop("hidden")),
                       init_log_std=kwargs.pop("init_log_std"))
-  optimizer = optax.adam(kwargs.pop("learning_rate"))
+  outer, learning_rate = kwargs.pop("outer"), kwargs.pop("learning_rate")
+  trpo = {key: kwargs.pop(key) for key in _TRPO_KWARGS}
   tasks_per_step = kwargs.pop("tasks_per_step")
   learner = maml_rl(env, policy, episodes=config.episodes, seed=config.seed, **kwargs)
   learner.check_task(env.sample_task(jax.random.key(config.seed)))
-  train_step = make_meta_rl_step(learner, env, optimizer, tasks_per_step=tasks_per_step)
+  if outer == "trpo":
+    optimizer = optax.identity()  # TRPO keeps no optimizer state
+    train_step = make_trpo_meta_rl_step(env, policy, tasks_per_step=tasks_per_step,
+                                        episodes=config.episodes, **kwargs, **trpo)
+  else:
+    optimizer = optax.adam(learning_rate)
+    train_step = make_meta_rl_step(learner, env, optimizer, tasks_per_step=tasks_per_step)
   # The test adapts as training does (same inner_lr, gamma, baseline), for 0..adapt_steps.
   evaluator = maml_rl(env, policy, episodes=config.episodes, seed=config.seed,
                       **{**kwargs, "steps": config.adapt_steps})
