@@ -34,7 +34,10 @@ def main() -> None:
   parser.add_argument("--episodes", type=int, default=20)
   parser.add_argument("--tasks-per-step", type=int, default=20)
   parser.add_argument("--inner-lr", type=float, default=0.1)
-  parser.add_argument("--learning-rate", type=float, default=1e-2)
+  parser.add_argument("--learning-rate", type=float, default=3e-3,
+                      help="outer Adam (1e-2 diverged after ~220 steps on 2026-11-30)")
+  parser.add_argument("--score-term", action="store_true",
+                      help="the unbiased estimator's inner score term (off: the paper's)")
   parser.add_argument("--hidden", type=int, default=100)
   parser.add_argument("--test-goals", type=int, default=100)
   parser.add_argument("--adapt-steps", type=int, default=3)
@@ -43,7 +46,8 @@ def main() -> None:
 
   env = envs.point_navigation(horizon=args.horizon)
   policy = mlp_policy(env, hidden=(args.hidden, args.hidden))
-  common = dict(inner_lr=args.inner_lr, episodes=args.episodes, gamma=0.99)
+  common = dict(inner_lr=args.inner_lr, episodes=args.episodes, gamma=0.99,
+                score_term=args.score_term)
   trained = {}
   for name, steps in (("maml", 1), ("pretrained", 0)):
     learner = maml_rl(env, policy, steps=steps, **common)

@@ -142,6 +142,34 @@ def test_maml_rl_meta_step_runs_on_point_navigation():
   assert np.isfinite(float(metrics["loss"])) and int(state.step) == 2
 
 
+def test_linear_feature_baseline_fits_returns_even_for_collinear_features():
+  """The fit equals a float64 ridge fit on random episodes; for a policy that runs
+  straight ahead (o proportional to t, o_1^2 = o_2^2) it stays finite and close, where the
+  float32 normal equations were singular and gave NaN (2D navigation test, 2026-11-30)."""
+  rng = np.random.default_rng(0)
+  obs = rng.normal(size=(6, 12, 2)).astype(np.float32)
+  rewards = rng.normal(size=(6, 12)).astype(np.float32)
+  episodes = mrl.Episodes(jnp.asarray(obs), jnp.zeros((6, 12, 2)), jnp.asarray(rewards),
+                          jnp.ones((6, 12)))
+  t = np.broadcast_to(np.arange(12.0)[None, :, None] / 100.0, (6, 12, 1))
+  features = np.concatenate([obs, obs ** 2, t, t ** 2, t ** 3, np.ones_like(t)], -1).reshape(-1, 8)
+  targets = np.asarray(mrl.returns_to_go(jnp.asarray(rewards), 0.9)).reshape(-1)
+  f64 = features.astype(np.float64)
+  norms = np.linalg.norm(f64, axis=0)  # ridge 1e-5 on unit-norm columns, in float64
+  coef = np.linalg.solve((f64 / norms).T @ (f64 / norms) + 1e-5 * np.eye(8),
+                         (f64 / norms).T @ targets) / norms
+  np.testing.assert_allclose(np.asarray(mrl.linear_feature_baseline(episodes, 0.9)).reshape(-1),
+                             f64 @ coef, atol=2e-4)
+  steps = jnp.arange(100.0)
+  straight = jnp.broadcast_to(jnp.stack([0.099 * steps, -0.099 * steps], -1), (20, 100, 2))
+  rewards = -jnp.sqrt(jnp.sum(jnp.square(straight - jnp.array([0.3, 0.2])), -1))
+  episodes = mrl.Episodes(straight, jnp.zeros((20, 100, 2)), rewards, jnp.ones((20, 100)))
+  fitted = jax.jit(lambda e: mrl.linear_feature_baseline(e, 0.99))(episodes)
+  target = mrl.returns_to_go(rewards, 0.99)
+  assert bool(jnp.all(jnp.isfinite(fitted)))
+  assert float(jnp.max(jnp.abs(fitted - target))) < 0.01 * float(jnp.max(jnp.abs(target)))
+
+
 # --- MAML-RL with a TRPO outer step ---------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from metajax.algorithms.maml_plus_plus import maml_plus_plus as maml_plus_plus
 from metajax.algorithms.maml_plus_plus import multi_step_loss_weights as multi_step_loss_weights
 from metajax.algorithms.maml_rl import Policy as Policy
 from metajax.algorithms.maml_rl import make_meta_rl_step as make_meta_rl_step
+from metajax.algorithms.maml_rl import make_trpo_meta_rl_step as make_trpo_meta_rl_step
 from metajax.algorithms.maml_rl import maml_rl as maml_rl
 from metajax.algorithms.maml_rl import mlp_policy as mlp_policy
 from metajax.algorithms.matching_net import matching_net as matching_net
