@@ -55,4 +55,7 @@ def get_config(setting: str = "maml") -> RLConfig:
       env_kwargs=env_kwargs, episodes=episodes, algorithm_kwargs=algorithm_kwargs,
       meta_steps=meta_steps, seed=0, log_every=1 if setting == "smoke" else 5,
       checkpoint_every=50, test_tasks=test_tasks, adapt_steps=3 if setting != "smoke" else 2,
+      # The paper's test script (cbfinn/maml_rl, maml_examples/test_maml_point.py) halves the
+      # step size after the first step; every initialisation is adapted the same way.
+      adapt_step_sizes=(0.1, 0.05, 0.05) if setting != "smoke" else None,
       run_dir=f"runs/maml_rl_navigation_{setting}")

@@ -148,3 +148,23 @@ def test_trpo_outer_step_trains_and_resumes_bit_for_bit(tmp_path):
                              optax.identity())
   (a, _), (b, _) = _final_params(whole, template), _final_params(halves, template)
   jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_test_step_sizes_are_checked_and_used():
+  """``adapt_step_sizes`` sets each test adaptation step's size: one per step, checked before
+  anything compiles; ``(inner_lr,) * n`` equals the default and other sizes change the result."""
+  with pytest.raises(ValueError, match=r"'adapt_step_sizes' must be None or 3 \(adapt_steps\)"):
+    _maml_rl().replace(adapt_step_sizes=(0.1, 0.05)).validated()
+  with pytest.raises(ValueError, match="adapt_step_sizes"):
+    _maml_rl().replace(adapt_step_sizes=(0.1, -0.05, 0.05)).validated()
+  env = point_navigation(horizon=5)
+  learner = maml_rl(env, mlp_policy(env, hidden=(8,)), episodes=4, inner_lr=0.1)
+  params, task, key = learner.init(), env.sample_task(jax.random.key(0)), jax.random.key(1)
+  default = learner.evaluate(params, task, key, steps=2)["returns"]
+  same = learner.evaluate(params, task, key, steps=2, step_sizes=(0.1, 0.1))["returns"]
+  other = learner.evaluate(params, task, key, steps=2, step_sizes=(0.1, 1.0))["returns"]
+  np.testing.assert_array_equal(default, same)
+  np.testing.assert_array_equal(default[:2], other[:2])  # the second step's size acts last
+  assert float(other[2]) != float(default[2])
+  with pytest.raises(ValueError, match=r"step_sizes=\(0.1,\) must be 2 finite numbers"):
+    learner.evaluate(params, task, key, steps=2, step_sizes=(0.1,))

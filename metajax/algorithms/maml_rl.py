@@ -324,10 +324,13 @@ def maml_rl(env: Environment, policy: Policy | None = None, *, inner_lr: float =
   - ``task_loss(meta_params, task, key, step)`` -> ``(-meta_objective, metrics)``
     with ``metrics["pre_return"]`` / ``["post_return"]`` the mean episode returns
     before and after adaptation;
-  - ``adapt(meta_params, task, key, *, steps=None)`` -> adapted policy params;
+  - ``adapt(meta_params, task, key, *, steps=None, step_sizes=None)`` -> adapted policy
+    params;
   - ``predict(meta_params, adapted, obs)`` -> action-distribution parameters;
-  - ``evaluate(meta_params, task, key, *, steps=None)`` -> ``{"returns": [steps+1]}``,
-    the mean return after 0, 1, ... ``steps`` policy-gradient steps;
+  - ``evaluate(meta_params, task, key, *, steps=None, step_sizes=None)`` ->
+    ``{"returns": [steps+1]}``, the mean return after 0, 1, ... ``steps`` policy-gradient
+    steps; ``step_sizes`` gives each step's size (default ``inner_lr`` for all; a
+    ``ValueError`` unless one finite positive number per step);
   - ``check_task(task)`` probes the environment (one task or a batch).
 
   Train with :func:`make_meta_rl_step` (an optax outer step) or
@@ -381,15 +384,26 @@ def maml_rl(env: Environment, policy: Policy | None = None, *, inner_lr: float =
   def init():
     return {"policy": policy.init(jax.random.key(seed))}
 
-  def inner_batches(params, task, key, n_steps):
+  def step_sizes_for(n_steps, step_sizes):
+    if step_sizes is None:
+      return (inner_lr,) * n_steps
+    step_sizes = tuple(step_sizes)
+    if len(step_sizes) != n_steps or not all(
+        isinstance(a, int | float) and not isinstance(a, bool) and 0 < a < math.inf
+        for a in step_sizes):
+      raise ValueError(f"step_sizes={step_sizes!r} must be {n_steps} finite numbers > 0, one "
+                       f"per adaptation step; e.g. {(inner_lr,) * n_steps}.")
+    return step_sizes
+
+  def inner_batches(params, task, key, n_steps, step_sizes=None):
     """Samples the inner batches step by step (values only) and returns them."""
     batches = []
-    for k in range(n_steps):
+    for k, size in enumerate(step_sizes_for(n_steps, step_sizes)):
       batch = sample_episodes(env, policy, params, task, jax.random.fold_in(key, k), episodes)
       batches.append(batch)
       grads = jax.grad(lambda p, b=batch: reinforce_surrogate(
           policy, p, b, gamma=gamma, baseline=baseline, normalize=normalize_advantages))(params)
-      params = jax.tree.map(lambda p, g: p + inner_lr * g, params, grads)
+      params = jax.tree.map(lambda p, g, size=size: p + size * g, params, grads)
     return batches, jax.lax.stop_gradient(params)
 
   def task_loss(meta_params, task, key, step):
@@ -403,17 +417,18 @@ def maml_rl(env: Environment, policy: Policy | None = None, *, inner_lr: float =
     pre = _mean_return(batches[0], gamma) if batches else _mean_return(outer, gamma)
     return -objective, {"pre_return": pre, "post_return": _mean_return(outer, gamma)}
 
-  def adapt(meta_params, task, key, *, steps=None):
+  def adapt(meta_params, task, key, *, steps=None, step_sizes=None):
     n = train_steps if steps is None else steps
-    return inner_batches(meta_params["policy"], task, key, check_steps(n, "steps"))[1]
+    return inner_batches(meta_params["policy"], task, key, check_steps(n, "steps"),
+                         step_sizes)[1]
 
   def predict(meta_params, adapted, obs):
     del meta_params
     return policy.apply(adapted, obs)
 
-  def evaluate(meta_params, task, key, *, steps=None):
+  def evaluate(meta_params, task, key, *, steps=None, step_sizes=None):
     n = check_steps(train_steps if steps is None else steps, "steps")
-    batches, adapted = inner_batches(meta_params["policy"], task, key, n)
+    batches, adapted = inner_batches(meta_params["policy"], task, key, n, step_sizes)
     final = sample_episodes(env, policy, adapted, task, jax.random.fold_in(key, n), episodes)
     returns = [_mean_return(b, gamma) for b in batches] + [_mean_return(final, gamma)]
     return {"returns": jnp.stack(returns)}

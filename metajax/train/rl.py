@@ -66,7 +66,10 @@ class RLConfig:
     checkpoint_every: steps between checkpoints.
     test_tasks: fresh tasks of the final test (mean +- 95% CI over tasks).
     adapt_steps: MAML-RL: the test adapts with 0, 1, ..., ``adapt_steps`` policy-gradient steps
-      (step size ``inner_lr``) and scores the return after each. Unused by RL².
+      and scores the return after each. Unused by RL².
+    adapt_step_sizes: MAML-RL: the size of each test adaptation step, ``adapt_steps`` numbers
+      > 0 (``None``: ``inner_lr`` for every step). The MAML paper's test script halves the
+      step size after the first step (``(alpha, alpha/2, alpha/2)``).
     run_dir: the run folder (checkpoints, ``metrics.jsonl``, ``results.json``, plots).
   """
 
@@ -82,6 +85,7 @@ class RLConfig:
   checkpoint_every: int = 500
   test_tasks: int = 1000
   adapt_steps: int = 3
+  adapt_step_sizes: tuple[float, ...] | None = None
   run_dir: str = "runs/rl2"
 
   def replace(self, **changes: Any) -> RLConfig:
@@ -107,6 +111,14 @@ class RLConfig:
     if (not isinstance(self.adapt_steps, int) or isinstance(self.adapt_steps, bool)
         or self.adapt_steps < 0):
       raise ValueError(f"config key 'adapt_steps' must be an int >= 0, got {self.adapt_steps!r}.")
+    if self.adapt_step_sizes is not None:
+      sizes = self.adapt_step_sizes
+      if not (isinstance(sizes, tuple | list) and len(sizes) == self.adapt_steps and all(
+          isinstance(a, int | float) and not isinstance(a, bool) and 0 < a < math.inf
+          for a in sizes)):
+        raise ValueError(f"config key 'adapt_step_sizes' must be None or {self.adapt_steps} "
+                         f"(adapt_steps) finite numbers > 0, got {sizes!r}; e.g. "
+                         f"adapt_step_sizes={(0.1,) * self.adapt_steps}.")
     if self.algorithm == "maml_rl":
       _check_maml_rl_kwargs(self.algorithm_kwargs)
     return self
@@ -259,13 +271,15 @@ def _maml_rl_run(config: RLConfig, env) -> _Run:
   else:
     optimizer = optax.adam(learning_rate)
     train_step = make_meta_rl_step(learner, env, optimizer, tasks_per_step=tasks_per_step)
-  # The test adapts as training does (same inner_lr, gamma, baseline), for 0..adapt_steps.
+  # The test adapts as training does (gamma, baseline; inner_lr unless adapt_step_sizes), for
+  # 0..adapt_steps.
   evaluator = maml_rl(env, policy, episodes=config.episodes, seed=config.seed,
                       **{**kwargs, "steps": config.adapt_steps})
+  sizes = None if config.adapt_step_sizes is None else tuple(config.adapt_step_sizes)
 
   @jax.jit
   def returns(params, tasks, keys):
-    one = lambda task_key: evaluator.evaluate(params, *task_key)["returns"]
+    one = lambda task_key: evaluator.evaluate(params, *task_key, step_sizes=sizes)["returns"]
     return jax.lax.map(one, (tasks, keys), batch_size=min(_TEST_BATCH, config.test_tasks))
 
   def test(params):
@@ -280,7 +294,8 @@ def _maml_rl_run(config: RLConfig, env) -> _Run:
         out.update(summary)
       else:
         out["initial"] = summary
-    return {**out, "tasks": config.test_tasks, "gamma": kwargs["gamma"]}
+    return {**out, "tasks": config.test_tasks, "gamma": kwargs["gamma"],
+            "step_sizes": list(sizes or (kwargs["inner_lr"],) * config.adapt_steps)}
 
   return _Run(init_meta_state(learner, optimizer), train_step, ("post_return", "pre_return"),
               "outer step", test)
@@ -335,7 +350,8 @@ def train_rl(config: RLConfig, *, resume: bool | None = None, progress: bool = T
   start = 0
   if saved:
     previous = json.loads(config_path.read_text()) if config_path.exists() else None
-    mutable = {"meta_steps", "run_dir", "name", "test_tasks", "adapt_steps", "log_every",
+    mutable = {"meta_steps", "run_dir", "name", "test_tasks", "adapt_steps", "adapt_step_sizes",
+               "log_every",
                "checkpoint_every"}
     if previous is not None:
       current = json.loads(config.to_json())  # tuples as the saved JSON lists
