@@ -592,8 +592,14 @@ def make_trpo_meta_rl_step(env: Environment, policy: Policy, *, tasks_per_step: 
     env: the environment (its ``sample_task`` draws the tasks).
     policy: the policy (e.g. :func:`mlp_policy`).
     tasks_per_step: tasks per outer step (20 for 2D navigation in the paper).
-    inner_lr, steps, episodes, gamma, baseline, first_order, score_term,
-      normalize_advantages: as :func:`maml_rl` (``steps`` >= 1).
+    inner_lr: inner step size, as :func:`maml_rl`.
+    steps: inner policy-gradient steps (>= 1: the trust region is on the adapted policy).
+    episodes: episodes per inner batch and per outer batch.
+    gamma: discount.
+    baseline: ``"linear"`` or ``"none"``.
+    first_order: first-order MAML-RL (no second-order terms, no score term).
+    score_term: the inner-sampling score term (with the leave-one-task-out baseline).
+    normalize_advantages: as :func:`maml_rl`.
     max_kl: the trust region (0.01 in the paper's code and rllab).
     cg_iters: conjugate-gradient iterations (10).
     cg_damping: added to ``F``'s diagonal (1e-5).
