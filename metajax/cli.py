@@ -146,6 +146,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 2
   import jax
 
+  config_file = Path(args.run_dir) / "config.json"
+  if config_file.is_file() and "env" in json.loads(config_file.read_text()):
+    return _evaluate_rl(args)
   devices = args.devices
   if devices is not None and devices.strip().isdigit():
     devices = int(devices)  # else 'all', or a value evaluate_run refuses with the rule
@@ -168,6 +171,43 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"{100 * result['accuracy']:.2f} ± {100 * result['accuracy_ci95']:.2f}% "
         f"({result['episodes']} episodes, 95% CI, {result['evaluator']}"
         + ("" if result["devices"] == 1 else f", {result['devices']} devices") + ")")
+  if args.json:
+    Path(args.json).write_text(json.dumps(result, indent=2))
+  return 0
+
+
+def _evaluate_rl(args: argparse.Namespace) -> int:
+  """``metajax evaluate`` of an RL² or MAML-RL run: its final test again, on fresh tasks."""
+  from metajax.train.checkpoint import CheckpointError
+  from metajax.train.rl import evaluate_rl_run
+
+  few_shot = [flag for flag, value in (("--split", args.split), ("--ways", args.ways),
+                                       ("--shots", args.shots), ("--queries", args.queries),
+                                       ("--evaluator", args.evaluator),
+                                       ("--evaluator-kwargs", args.evaluator_kwargs),
+                                       ("--devices", args.devices)) if value is not None]
+  if few_shot:
+    _err(f"metajax evaluate: {args.run_dir} is an RL run; {', '.join(few_shot)} apply to "
+         "few-shot runs only (RL runs take --tasks, --steps, --step-sizes, --checkpoint)")
+    return 1
+  try:
+    checkpoint = "last" if args.checkpoint in ("best", "last") else _checkpoint_arg(
+        args.checkpoint)
+    sizes = None if args.step_sizes is None else tuple(
+        float(v) for v in args.step_sizes.split(","))
+    result = evaluate_rl_run(args.run_dir, checkpoint=checkpoint, test_tasks=args.tasks,
+                             adapt_steps=args.steps, adapt_step_sizes=sizes)
+  except (CheckpointError, ValueError, FileNotFoundError) as error:
+    _err(f"metajax evaluate: {error}")
+    return 1
+  if "adaptation_steps" in result:  # MAML-RL: the return after each adaptation step
+    cells = ", ".join(f"{k}: {m:.2f} ± {c:.2f}" for k, m, c in zip(
+        result["adaptation_steps"], result["mean"], result["ci95"]))
+    print(f"{args.run_dir} step {result['step']}: mean return per episode after k "
+          f"policy-gradient steps (k: mean ± 95% CI) {cells} on {result['tasks']} fresh tasks")
+  else:
+    print(f"{args.run_dir} step {result['step']}: mean total reward per trial "
+          f"{result['mean']:.3f} ± {result['ci95']:.3f} (95% CI) on {result['tasks']} fresh tasks")
   if args.json:
     Path(args.json).write_text(json.dumps(result, indent=2))
   return 0
@@ -420,12 +460,16 @@ def build_parser() -> argparse.ArgumentParser:
   evaluate = commands.add_parser(
       "evaluate", help="test a run's checkpoint on its test split",
       description="Evaluate a checkpoint of RUN_DIR (written by 'metajax train') on episodes of "
-                  "its test split; prints the mean accuracy and its 95% confidence interval.")
+                  "its test split; prints the mean accuracy and its 95% confidence interval. "
+                  "For an RL² or MAML-RL run: its final test again on fresh tasks (the mean "
+                  "return, after each adaptation step for MAML-RL).")
   evaluate.add_argument("run_dir", metavar="RUN_DIR")
   evaluate.add_argument("--episodes", type=int, default=600, help="test episodes (600)")
   evaluate.add_argument("--checkpoint", default="best",
-                        help="'best' (validation accuracy), 'last' or a step number (best)")
-  evaluate.add_argument("--steps", type=int, help="test-time inner steps (the run's setting)")
+                        help="'best' (validation accuracy), 'last' or a step number (best; "
+                             "RL runs: 'best' is the last)")
+  evaluate.add_argument("--steps", type=int, help="test-time inner steps (the run's setting); "
+                        "MAML-RL runs: test adaptation steps")
   evaluate.add_argument("--split", help="dataset split (the run's test split)")
   evaluate.add_argument("--ways", type=int, help="test ways (the run's; metric learners only)")
   evaluate.add_argument("--shots", type=int, help="test shots (the run's)")
@@ -437,6 +481,10 @@ def build_parser() -> argparse.ArgumentParser:
   evaluate.add_argument("--evaluator-kwargs", metavar="JSON",
                         help="that evaluator's arguments as a JSON object, e.g. '{\"l2\": 0.1}' "
                              "for the linear probe (a pretraining run's own, else defaults)")
+  evaluate.add_argument("--tasks", type=int,
+                        help="RL runs: fresh test tasks (the run's test_tasks)")
+  evaluate.add_argument("--step-sizes", metavar="A,B,...",
+                        help="MAML-RL runs: the size of each test adaptation step (the run's)")
   evaluate.add_argument("--json", help="also write the result to this JSON file")
   _add_layout_flags(evaluate, "each batch of episodes", "evaluate on", "")
   evaluate.set_defaults(run=_evaluate)

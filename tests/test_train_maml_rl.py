@@ -150,6 +150,30 @@ def test_trpo_outer_step_trains_and_resumes_bit_for_bit(tmp_path):
   jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
+def test_evaluate_reruns_the_final_test_of_an_rl_run(tmp_path, capsys):
+  """``metajax evaluate RUN`` of a MAML-RL run reproduces its results.json test, takes other
+  task counts, steps and checkpoints, and refuses few-shot flags and unsaved steps."""
+  from metajax.cli import main
+  from metajax.train.rl import evaluate_rl_run
+
+  run = tmp_path / "run"
+  train_rl(load_config(CONFIG + ":smoke", [*TINY, "meta_steps=2", "checkpoint_every=1",
+                                            f"run_dir={run}"]),
+           progress=False)
+  saved = json.loads((run / "results.json").read_text())["test"]
+  assert evaluate_rl_run(run) == saved
+  other = evaluate_rl_run(run, checkpoint=1, test_tasks=3, adapt_steps=1)
+  assert other["step"] == 1 and other["tasks"] == 3 and other["adaptation_steps"] == [0, 1]
+  assert main(["evaluate", str(run), "--tasks", "3", "--step-sizes", "0.1,0.05"]) == 0
+  out = capsys.readouterr().out
+  assert f"{run} step 2: mean return per episode after k policy-gradient steps" in out
+  assert "on 3 fresh tasks" in out
+  assert main(["evaluate", str(run), "--ways", "5"]) == 1
+  assert "is an RL run; --ways apply to few-shot runs only" in capsys.readouterr().err
+  assert main(["evaluate", str(run), "--checkpoint", "7"]) == 1
+  assert "checkpoint=7 is not 'last' or a saved step" in capsys.readouterr().err
+
+
 def test_test_step_sizes_are_checked_and_used():
   """``adapt_step_sizes`` sets each test adaptation step's size: one per step, checked before
   anything compiles; ``(inner_lr,) * n`` equals the default and other sizes change the result."""

@@ -442,3 +442,70 @@ def _plot_adaptation(run_dir: Path, test: dict) -> None:
   fig.tight_layout()
   fig.savefig(run_dir / "adaptation.png", dpi=100)
   plt.close(fig)
+
+
+def evaluate_rl_run(run_dir: str | Path, *, checkpoint: str | int = "last",
+                    test_tasks: int | None = None, adapt_steps: int | None = None,
+                    adapt_step_sizes: tuple[float, ...] | None = None) -> dict:
+  """Runs the final test of a saved RL² or MAML-RL run again, on a checkpoint of its choice.
+
+  The run's ``config.json`` rebuilds the learner and the test; the test tasks and keys follow
+  the config's seed, so ``evaluate_rl_run(run_dir)`` on the last checkpoint reproduces the
+  ``"test"`` of its ``results.json``.
+
+  Args:
+    run_dir: a run folder written by :func:`train_rl` (``metajax train`` of an RL config).
+    checkpoint: ``"last"`` or a saved step.
+    test_tasks: fresh tasks (``None``: the run's ``test_tasks``).
+    adapt_steps: MAML-RL test adaptation steps (``None``: the run's).
+    adapt_step_sizes: MAML-RL step size of each of them (``None``: the run's when
+      ``adapt_steps`` is the run's, else ``inner_lr`` for every step).
+
+  Returns:
+    The test's dict (as ``results.json``'s ``"test"``) with ``"step"``, the checkpoint's step.
+
+  Raises:
+    FileNotFoundError: no ``config.json`` or no checkpoint in ``run_dir``.
+    ValueError: an RL config with bad values, a checkpoint that is not saved, or a run folder
+      of another kind (naming ``metajax evaluate`` for few-shot runs).
+  """
+  from metajax.train.checkpoint import Checkpointer
+
+  run_dir = Path(run_dir)
+  path = run_dir / "config.json"
+  if not path.is_file():
+    raise FileNotFoundError(f"{path} not found; pass a run folder written by 'metajax train'")
+  saved = json.loads(path.read_text())
+  if "env" not in saved:
+    raise ValueError(f"{run_dir} is not an RL run (its config has no 'env'); evaluate few-shot "
+                     "runs with metajax.train.evaluate_run")
+  fields = {f.name for f in dataclasses.fields(RLConfig)}
+  config = RLConfig(**{k: v for k, v in saved.items() if k in fields})
+  if config.adapt_step_sizes is not None:
+    config = config.replace(adapt_step_sizes=tuple(config.adapt_step_sizes))
+  changes: dict[str, Any] = {}
+  if test_tasks is not None:
+    changes["test_tasks"] = test_tasks
+  if adapt_steps is not None and adapt_steps != config.adapt_steps:
+    changes.update(adapt_steps=adapt_steps, adapt_step_sizes=None)
+  if adapt_step_sizes is not None:
+    changes["adapt_step_sizes"] = tuple(adapt_step_sizes)
+  config = config.replace(**changes).validated()
+  env = make_env(config)
+  run = (_maml_rl_run if config.algorithm == "maml_rl" else _rl2_run)(config, env)
+  checkpointer = Checkpointer(run_dir / "checkpoints")
+  try:
+    steps = checkpointer.steps()
+    if not steps:
+      raise FileNotFoundError(f"no checkpoints in {run_dir / 'checkpoints'}")
+    if checkpoint == "last":
+      step = steps[-1]
+    elif isinstance(checkpoint, int) and not isinstance(checkpoint, bool) and checkpoint in steps:
+      step = checkpoint
+    else:
+      raise ValueError(f"checkpoint={checkpoint!r} is not 'last' or a saved step of {run_dir} "
+                       f"({steps})")
+    state = checkpointer.restore(step, run.state)
+  finally:
+    checkpointer.close()
+  return {**run.test(state.params), "step": step}
