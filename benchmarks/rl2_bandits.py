@@ -9,6 +9,9 @@ baselines, on the same tasks the full run would use for the same ``--seed``/``--
 
     python benchmarks/rl2_bandits.py --arms 5 --pulls 10 --minutes 3
     python benchmarks/rl2_bandits.py --arms 5 --pulls 100 --baselines-only
+    python benchmarks/rl2_bandits.py --run runs/rl2_bandits_k5n100   # a trained run's policy
+
+``rl2`` samples its actions from the policy, ``rl2_greedy`` takes the most probable one.
 
 Reference: Duan et al., "RL²: Fast Reinforcement Learning via Slow Reinforcement Learning",
 2016, Table 1 (their numbers were not re-checked here; compare with the paper).
@@ -50,9 +53,15 @@ def main() -> None:
                       help="score only the baselines (no RL² training)")
   parser.add_argument("--gittins-gamma", type=float, default=None,
                       help="discount of the Gittins index (default 1 - 1/pulls)")
+  parser.add_argument("--run", default=None, metavar="RUN_DIR",
+                      help="score the last checkpoint of a 'metajax train configs/rl2_bandits.py' "
+                           "run instead of training here (its arms and pulls are used)")
   args = parser.parse_args()
   if args.baselines_only:
     _baselines_only(args)
+    return
+  if args.run:
+    _score_run(args)
     return
 
   env = envs.bernoulli_bandit(arms=args.arms, pulls=args.pulls)
@@ -78,11 +87,7 @@ def main() -> None:
   jax.block_until_ready(state)
   train_s = time.perf_counter() - start
 
-  tasks = envs.sample_tasks(env, jax.random.key(10_000 + args.seed), args.eval_tasks)
-  results = {"rl2": bb.mean_ci(np.asarray(learner.evaluate(state.params, jax.random.key(7),
-                                                           tasks)))}
-  baselines, exact = _score_baselines(args, np.asarray(tasks.means), _gittins_gamma(args))
-  results.update(baselines)
+  results, exact = _score(args, env, learner, state.params)
   env_steps = steps * args.tasks_per_step * learner.trial_length
   print(f"\nk={args.arms} n={args.pulls}: {steps} PPO steps ({env_steps:,} env steps) in "
         f"{train_s:.0f} s (first step with compilation {compile_s:.0f} s), load average "
@@ -93,6 +98,38 @@ def main() -> None:
         "arms": args.arms, "pulls": args.pulls, "steps": steps, "train_seconds": train_s,
         "load_average": os.getloadavg()[0], "eval_tasks": args.eval_tasks,
         "exact_bayes_optimal": exact, "args": vars(args),
+        "results": {k: {"mean": m, "ci95": c} for k, (m, c) in results.items()}}, indent=2))
+
+
+def _score(args: argparse.Namespace, env, learner, params) -> tuple[dict, float | None]:
+  """RL² (actions sampled, and greedy) and the baselines on the same fresh tasks."""
+  tasks = envs.sample_tasks(env, jax.random.key(10_000 + args.seed), args.eval_tasks)
+  results = {name: bb.mean_ci(np.asarray(learner.evaluate(params, jax.random.key(7), tasks,
+                                                          greedy=greedy)))
+             for name, greedy in (("rl2", False), ("rl2_greedy", True))}
+  baselines, exact = _score_baselines(args, np.asarray(tasks.means), _gittins_gamma(args))
+  return {**results, **baselines}, exact
+
+
+def _score_run(args: argparse.Namespace) -> None:
+  """``--run RUN_DIR``: a trained run's last checkpoint against the baselines."""
+  from metajax.train.rl import restore_rl_params
+
+  config, params, step = restore_rl_params(args.run)
+  if config.algorithm != "rl2" or config.env != "bernoulli_bandit":
+    raise SystemExit(f"--run {args.run}: an RL² bandit run is needed, got algorithm="
+                     f"{config.algorithm!r} on env={config.env!r}")
+  args.arms, args.pulls = config.env_kwargs["arms"], config.env_kwargs["pulls"]
+  env = envs.bernoulli_bandit(arms=args.arms, pulls=args.pulls)
+  learner = rl2(env, episodes=config.episodes, **config.algorithm_kwargs)
+  results, exact = _score(args, env, learner, params)
+  print(f"k={args.arms} n={args.pulls}: {args.run} at step {step} ({config.algorithm_kwargs})")
+  _print_results(args, results, exact)
+  if args.out:
+    Path(args.out).write_text(json.dumps({
+        "arms": args.arms, "pulls": args.pulls, "run": str(args.run), "steps": step,
+        "config": json.loads(config.to_json()), "eval_tasks": args.eval_tasks,
+        "exact_bayes_optimal": exact, "load_average": os.getloadavg()[0],
         "results": {k: {"mean": m, "ci95": c} for k, (m, c) in results.items()}}, indent=2))
 
 

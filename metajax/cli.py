@@ -134,8 +134,9 @@ def _rl_config(config, args: argparse.Namespace) -> int:
           f"{returns} on {test['tasks']} fresh tasks after {result.steps} steps; results in "
           f"{result.run_dir}")
     return 0
-  print(f"test: total reward per trial {test['mean']:.3f} ± {test['ci95']:.3f} on "
-        f"{test['tasks']} fresh tasks after {result.steps} steps; results in {result.run_dir}")
+  print(f"test: total reward per trial {test['mean']:.3f} ± {test['ci95']:.3f} (greedy actions "
+        f"{test['greedy']['mean']:.3f} ± {test['greedy']['ci95']:.3f}) on {test['tasks']} fresh "
+        f"tasks after {result.steps} steps; results in {result.run_dir}")
   return 0
 
 
@@ -176,6 +177,15 @@ def _evaluate(args: argparse.Namespace) -> int:
   return 0
 
 
+def _step_sizes_arg(text: str) -> tuple[float, ...]:
+  """``--step-sizes 0.1,0.05`` -> ``(0.1, 0.05)``; a ValueError naming the flag otherwise."""
+  try:
+    return tuple(float(v) for v in text.split(","))
+  except ValueError:
+    raise ValueError(f"--step-sizes {text!r} is not a comma-separated list of numbers; pass one "
+                     "step size per adaptation step, e.g. --step-sizes 0.1,0.05,0.05") from None
+
+
 def _evaluate_rl(args: argparse.Namespace) -> int:
   """``metajax evaluate`` of an RL² or MAML-RL run: its final test again, on fresh tasks."""
   from metajax.train.checkpoint import CheckpointError
@@ -193,8 +203,7 @@ def _evaluate_rl(args: argparse.Namespace) -> int:
   try:
     checkpoint = "last" if args.checkpoint in ("best", "last") else _checkpoint_arg(
         args.checkpoint)
-    sizes = None if args.step_sizes is None else tuple(
-        float(v) for v in args.step_sizes.split(","))
+    sizes = None if args.step_sizes is None else _step_sizes_arg(args.step_sizes)
     result = evaluate_rl_run(args.run_dir, checkpoint=checkpoint, test_tasks=args.tasks,
                              adapt_steps=args.steps, adapt_step_sizes=sizes)
   except (CheckpointError, ValueError, FileNotFoundError) as error:
@@ -207,7 +216,9 @@ def _evaluate_rl(args: argparse.Namespace) -> int:
           f"policy-gradient steps (k: mean ± 95% CI) {cells} on {result['tasks']} fresh tasks")
   else:
     print(f"{args.run_dir} step {result['step']}: mean total reward per trial "
-          f"{result['mean']:.3f} ± {result['ci95']:.3f} (95% CI) on {result['tasks']} fresh tasks")
+          f"{result['mean']:.3f} ± {result['ci95']:.3f} (95% CI; greedy actions "
+          f"{result['greedy']['mean']:.3f} ± {result['greedy']['ci95']:.3f}) on "
+          f"{result['tasks']} fresh tasks")
   if args.json:
     Path(args.json).write_text(json.dumps(result, indent=2))
   return 0

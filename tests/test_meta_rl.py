@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import json
 
 import jax
 import jax.numpy as jnp
@@ -415,6 +416,24 @@ def test_rl2_compiles_once_and_learns_a_two_armed_bandit():
   assert float(after.mean()) > 5.6, after.mean()
 
 
+def test_rl2_greedy_evaluation_takes_the_most_probable_action():
+  """``evaluate(..., greedy=True)`` plays the argmax action; sampling plays the other arm at
+  the policy's probability. Arm 1 always pays 1, arm 0 never; the policy prefers arm 1 by a
+  logit margin of 0.5 (probability 0.62) whatever it has seen."""
+  env = envs.bernoulli_bandit(arms=2, pulls=10)
+  learner = rl2(env, episodes=10, hidden=4, tasks_per_step=2, minibatches=1)
+  params = learner.init(jax.random.key(0)).params
+  params["policy"] = {"w": jnp.zeros_like(params["policy"]["w"]), "b": jnp.array([0.0, 0.5])}
+  tasks = envs.BanditTask(jnp.tile(jnp.array([0.0, 1.0]), (500, 1)))
+  greedy = np.asarray(learner.evaluate(params, jax.random.key(3), tasks, greedy=True))
+  sampled = np.asarray(learner.evaluate(params, jax.random.key(3), tasks))
+  np.testing.assert_array_equal(greedy, 10.0)
+  expected = 10 * jax.nn.sigmoid(0.5)  # 6.22 per trial; the 500-trial mean's sd is about 0.07
+  assert abs(sampled.mean() - float(expected)) < 0.3, sampled.mean()
+  with pytest.raises(TypeError, match="greedy"):
+    learner.evaluate(params, jax.random.key(3), tasks, greedy="yes")
+
+
 # --- Bandit baselines -------------------------------------------------------------------------
 
 
@@ -448,6 +467,7 @@ def test_cli_trains_rl2_and_resumes_bit_identically(tmp_path, capsys):
 
   from metajax.cli import main
   from metajax.train.metrics_log import read_metrics
+  from metajax.train.rl import evaluate_rl_run, restore_rl_params
 
   run = tmp_path / "run"
   args = ["train", "configs/rl2_bandits.py:k5n10", "meta_steps=6", "log_every=1",
@@ -457,6 +477,12 @@ def test_cli_trains_rl2_and_resumes_bit_identically(tmp_path, capsys):
   assert main(args) == 0
   assert "test: total reward per trial" in capsys.readouterr().out
   first = read_metrics(run)
+  saved_test = json.loads((run / "results.json").read_text())["test"]
+  assert set(saved_test["greedy"]) == {"mean", "ci95"}
+  assert evaluate_rl_run(run) == saved_test and saved_test["step"] == 6
+  config, params, step = restore_rl_params(run)
+  assert step == 6 and config.algorithm_kwargs["hidden"] == 4
+  assert params["gru"]["w_h"].shape == (4, 12)
   assert [r["step"] for r in first] == [1, 2, 3, 4, 5, 6]
   assert (run / "learning_curve.png").exists() and (run / "results.json").exists()
   shutil.rmtree(run / "checkpoints" / "6")  # as if killed between steps 3 and 6

@@ -172,6 +172,13 @@ def test_evaluate_reruns_the_final_test_of_an_rl_run(tmp_path, capsys):
   assert "is an RL run; --ways apply to few-shot runs only" in capsys.readouterr().err
   assert main(["evaluate", str(run), "--checkpoint", "7"]) == 1
   assert "checkpoint=7 is not 'last' or a saved step" in capsys.readouterr().err
+  assert main(["evaluate", str(run), "--step-sizes", "0.1;0.05"]) == 1
+  assert "--step-sizes '0.1;0.05' is not a comma-separated list" in capsys.readouterr().err
+  few_shot = tmp_path / "few_shot"
+  few_shot.mkdir()
+  (few_shot / "config.json").write_text(json.dumps({"algorithm": "protonet"}))
+  with pytest.raises(ValueError, match="is not an RL run"):
+    evaluate_rl_run(few_shot)
 
 
 def test_test_step_sizes_are_checked_and_used():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -59,10 +60,12 @@ class RL2(NamedTuple):
     train_step: ``train_step(state, key) -> (state, metrics)``, jitted (state
       donated): sample ``tasks_per_step`` tasks, roll out one trial on each (vmap
       over tasks, ``lax.scan`` over time), then PPO epochs over the trials.
-    rollout: ``rollout(params, task, key) -> Trial``, one trial on one task.
-    evaluate: ``evaluate(params, key, tasks=1000) -> total reward per trial``
-      (``[tasks]``); ``tasks`` is a count of fresh tasks or a task batch (to
-      score RL² on the same tasks as a baseline).
+    rollout: ``rollout(params, task, key, greedy=False) -> Trial``, one trial on one
+      task; ``greedy=True`` takes the most probable action at every step instead of
+      sampling one.
+    evaluate: ``evaluate(params, key, tasks=1000, *, greedy=False) -> total reward per
+      trial`` (``[tasks]``); ``tasks`` is a count of fresh tasks or a task batch (to
+      score RL² on the same tasks as a baseline); ``greedy`` as in ``rollout``.
     check_task: ``check_task(task)`` probes the environment on concrete values.
     trial_length: steps per trial (``episodes * env.episode_length``).
     name: ``"rl2"``.
@@ -198,7 +201,7 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     value = (h @ params["value"]["w"] + params["value"]["b"])[..., 0]
     return logits, value
 
-  def rollout(params, task, key):
+  def rollout(params, task, key, greedy=False):
     k_reset, k_steps = jax.random.split(key)
     obs, env_state = env.reset(k_reset, task)
 
@@ -210,7 +213,8 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
                            prev_reward[None], prev_done[None]]).astype(jnp.float32)
       h = gru_cell(params["gru"], h, x)
       logits, value = heads(params, h)
-      action = jax.random.categorical(k_act, logits)
+      action = (jnp.argmax(logits) if greedy else jax.random.categorical(k_act, logits)
+                ).astype(jnp.int32)
       log_prob = jax.nn.log_softmax(logits)[action]
       obs_next, env_state_next, reward, done, _ = env.step(k_env, env_state, action, task)
       obs_reset, env_state_reset = env.reset(k_reset, task)
@@ -288,18 +292,21 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     params = init_params(key)
     return MetaTrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
 
-  @jax.jit
-  def _evaluate(params, key, task_batch):
+  @functools.partial(jax.jit, static_argnames="greedy")
+  def _evaluate(params, key, task_batch, greedy):
     count = jax.tree.leaves(task_batch)[0].shape[0]
-    trials = jax.vmap(rollout, in_axes=(None, 0, 0))(params, task_batch,
-                                                     jax.random.split(key, count))
+    trials = jax.vmap(rollout, in_axes=(None, 0, 0, None))(
+        params, task_batch, jax.random.split(key, count), greedy)
     return jnp.sum(trials.rewards, axis=-1)
 
-  def evaluate(params: PyTree, key: PRNGKey, tasks: int | PyTree = 1000) -> Array:
+  def evaluate(params: PyTree, key: PRNGKey, tasks: int | PyTree = 1000, *,
+               greedy: bool = False) -> Array:
     k_tasks, k_roll = jax.random.split(key)
     if isinstance(tasks, int):
       tasks = sample_tasks(env, k_tasks, check_steps(tasks, "tasks", minimum=1))
-    return _evaluate(params, k_roll, tasks)
+    if not isinstance(greedy, bool):
+      raise TypeError(f"greedy={greedy!r} must be True or False")
+    return _evaluate(params, k_roll, tasks, greedy)
 
   def check_task(task: Any) -> None:
     check_env(env, task)

@@ -26,6 +26,8 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from metajax.core.types import PyTree
+
 ENVS = ("bernoulli_bandit", "tabular_mdp", "point_navigation")
 ALGORITHMS = ("rl2", "maml_rl")
 # algorithm_kwargs of MAML-RL with their defaults (Finn et al., 2017, Section 5.3: a 2 x 100 ReLU
@@ -184,7 +186,9 @@ class RLResult(NamedTuple):
     run_dir: the run folder.
     steps: training steps done.
     test: RL²: ``{"mean", "ci95", "tasks", "step"}`` of the total reward per trial on fresh
-      tasks. MAML-RL: ``{"adaptation_steps": [0, ..., K], "mean": [...], "ci95": [...],
+      tasks, actions sampled from the policy, and ``"greedy": {"mean", "ci95"}`` on the same
+      tasks with the most probable action taken at each step. MAML-RL:
+      ``{"adaptation_steps": [0, ..., K], "mean": [...], "ci95": [...],
       "initial": {"mean", "ci95"}, "tasks", "step", "gamma"}``: the mean return per episode
       (discounted by ``gamma``, as :func:`metajax.algorithms.maml_rl` measures it) after each
       number of adaptation steps, for the trained and (``"initial"``) the untrained policy.
@@ -223,6 +227,12 @@ class _Run(NamedTuple):
   test: Callable[[Any], dict]
 
 
+def _build_run(config: RLConfig) -> _Run:
+  """The config's environment and algorithm, as one :class:`_Run` (training and evaluation)."""
+  env = make_env(config)
+  return (_maml_rl_run if config.algorithm == "maml_rl" else _rl2_run)(config, env)
+
+
 def _rl2_run(config: RLConfig, env) -> _Run:
   from metajax.algorithms.rl2 import rl2
   from metajax.envs import bandit_baselines
@@ -231,10 +241,16 @@ def _rl2_run(config: RLConfig, env) -> _Run:
   learner.check_task(env.sample_task(jax.random.key(config.seed)))
 
   def test(params):
-    totals = np.asarray(learner.evaluate(params, jax.random.key(config.seed + 2),
-                                         config.test_tasks))
-    mean, ci95 = bandit_baselines.mean_ci(totals)
-    return {"mean": mean, "ci95": ci95, "tasks": config.test_tasks}
+    # The policy as trained (actions sampled) and its greedy version (most probable action),
+    # on the same tasks.
+    out = {}
+    for name, greedy in (("sampled", False), ("greedy", True)):
+      totals = np.asarray(learner.evaluate(params, jax.random.key(config.seed + 2),
+                                           config.test_tasks, greedy=greedy))
+      out[name] = bandit_baselines.mean_ci(totals)
+    (mean, ci95), (greedy_mean, greedy_ci95) = out["sampled"], out["greedy"]
+    return {"mean": mean, "ci95": ci95, "tasks": config.test_tasks,
+            "greedy": {"mean": greedy_mean, "ci95": greedy_ci95}}
 
   return _Run(learner.init(jax.random.key(config.seed)), learner.train_step,
               ("trial_return",), "PPO step", test)
@@ -335,8 +351,7 @@ def train_rl(config: RLConfig, *, resume: bool | None = None, progress: bool = T
 
   config = config.validated()
   report = report or (lambda message: None)
-  env = make_env(config)
-  run = (_maml_rl_run if config.algorithm == "maml_rl" else _rl2_run)(config, env)
+  run = _build_run(config)
   state = run.state
   run_dir = Path(config.run_dir)
   run_dir.mkdir(parents=True, exist_ok=True)
@@ -469,10 +484,44 @@ def evaluate_rl_run(run_dir: str | Path, *, checkpoint: str | int = "last",
     ValueError: an RL config with bad values, a checkpoint that is not saved, or a run folder
       of another kind (naming ``metajax evaluate`` for few-shot runs).
   """
-  from metajax.train.checkpoint import Checkpointer
+  config = _read_config(run_dir)
+  changes: dict[str, Any] = {}
+  if test_tasks is not None:
+    changes["test_tasks"] = test_tasks
+  if adapt_steps is not None and adapt_steps != config.adapt_steps:
+    changes.update(adapt_steps=adapt_steps, adapt_step_sizes=None)
+  if adapt_step_sizes is not None:
+    changes["adapt_step_sizes"] = tuple(adapt_step_sizes)
+  run = _build_run(config.replace(**changes).validated())
+  state, step = _restore(run_dir, run.state, checkpoint)
+  return {**run.test(state.params), "step": step}
 
-  run_dir = Path(run_dir)
-  path = run_dir / "config.json"
+
+def restore_rl_params(run_dir: str | Path, checkpoint: str | int = "last"
+                      ) -> tuple[RLConfig, PyTree, int]:
+  """The config, policy parameters and step of a checkpoint of a saved RL² or MAML-RL run.
+
+  For scoring a trained policy on tasks of one's own choosing (e.g. RL² on the tasks a
+  baseline played: ``benchmarks/rl2_bandits.py --run RUN``).
+
+  Args:
+    run_dir: a run folder written by :func:`train_rl`.
+    checkpoint: ``"last"`` or a saved step.
+
+  Returns:
+    ``(config, params, step)``.
+
+  Raises:
+    FileNotFoundError, ValueError: as :func:`evaluate_rl_run`.
+  """
+  config = _read_config(run_dir)
+  state, step = _restore(run_dir, _build_run(config).state, checkpoint)
+  return config, state.params, step
+
+
+def _read_config(run_dir: str | Path) -> RLConfig:
+  """The validated :class:`RLConfig` of a run folder's ``config.json``."""
+  path = Path(run_dir) / "config.json"
   if not path.is_file():
     raise FileNotFoundError(f"{path} not found; pass a run folder written by 'metajax train'")
   saved = json.loads(path.read_text())
@@ -483,21 +532,18 @@ def evaluate_rl_run(run_dir: str | Path, *, checkpoint: str | int = "last",
   config = RLConfig(**{k: v for k, v in saved.items() if k in fields})
   if config.adapt_step_sizes is not None:
     config = config.replace(adapt_step_sizes=tuple(config.adapt_step_sizes))
-  changes: dict[str, Any] = {}
-  if test_tasks is not None:
-    changes["test_tasks"] = test_tasks
-  if adapt_steps is not None and adapt_steps != config.adapt_steps:
-    changes.update(adapt_steps=adapt_steps, adapt_step_sizes=None)
-  if adapt_step_sizes is not None:
-    changes["adapt_step_sizes"] = tuple(adapt_step_sizes)
-  config = config.replace(**changes).validated()
-  env = make_env(config)
-  run = (_maml_rl_run if config.algorithm == "maml_rl" else _rl2_run)(config, env)
-  checkpointer = Checkpointer(run_dir / "checkpoints")
+  return config.validated()
+
+
+def _restore(run_dir: str | Path, template: Any, checkpoint: str | int) -> tuple[Any, int]:
+  """``(state, step)`` of checkpoint ``"last"`` or a saved step, restored like ``template``."""
+  from metajax.train.checkpoint import Checkpointer
+
+  checkpointer = Checkpointer(Path(run_dir) / "checkpoints")
   try:
     steps = checkpointer.steps()
     if not steps:
-      raise FileNotFoundError(f"no checkpoints in {run_dir / 'checkpoints'}")
+      raise FileNotFoundError(f"no checkpoints in {Path(run_dir) / 'checkpoints'}")
     if checkpoint == "last":
       step = steps[-1]
     elif isinstance(checkpoint, int) and not isinstance(checkpoint, bool) and checkpoint in steps:
@@ -505,7 +551,6 @@ def evaluate_rl_run(run_dir: str | Path, *, checkpoint: str | int = "last",
     else:
       raise ValueError(f"checkpoint={checkpoint!r} is not 'last' or a saved step of {run_dir} "
                        f"({steps})")
-    state = checkpointer.restore(step, run.state)
+    return checkpointer.restore(step, template), step
   finally:
     checkpointer.close()
-  return {**run.test(state.params), "step": step}
