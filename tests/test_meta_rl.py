@@ -179,12 +179,11 @@ def _trpo_terms_at(theta, i, j, *, first_order=False):
   episodes, _, _ = _batches()
   take = lambda k: jax.tree.map(lambda x: x[k], episodes)
   inner, outer = take(i), take(j)
-  options = dict(inner_lr=ALPHA, gamma=1.0, baseline="none", normalize=False,
+  options = dict(step_sizes=(ALPHA,), gamma=1.0, baseline="none", normalize=False,
                  first_order=first_order)
-  adapted = mrl._adapt_on(TABULAR, theta, [inner], **options)
+  adapted, inner_log_prob = mrl._adapt(TABULAR, theta, [inner], **options)
   old_log_probs = mrl._episode_log_probs(TABULAR, adapted, outer)
   old_dists = jax.vmap(jax.vmap(lambda o: TABULAR.apply(adapted, o)))(outer.obs)
-  inner_log_prob = mrl._inner_log_prob(TABULAR, theta, [inner], options)
   weight = mrl._mean_return(outer, 1.0)  # one task per step: no baseline
   return lambda phi: mrl._trpo_task_terms(
       TABULAR, phi, [inner], outer, old_log_probs, old_dists, inner_log_prob,

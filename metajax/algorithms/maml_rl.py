@@ -296,15 +296,9 @@ def post_adaptation_objective(policy: Policy, meta_params: PyTree, inner: list[E
   Returns:
     ``(objective, adapted_params)``.
   """
-  params = meta_params
-  inner_log_prob = jnp.zeros(())
-  for batch in inner:
-    inner_log_prob = inner_log_prob + jnp.sum(_episode_log_probs(policy, params, batch))
-    grads = jax.grad(lambda p, b=batch: reinforce_surrogate(
-        policy, p, b, gamma=gamma, baseline=baseline, normalize=normalize_advantages))(params)
-    if first_order:
-      grads = jax.lax.stop_gradient(grads)
-    params = jax.tree.map(lambda p, g: p + inner_lr * g, params, grads)
+  params, inner_log_prob = _adapt(policy, meta_params, inner, (inner_lr,) * len(inner),
+                                  gamma=gamma, baseline=baseline,
+                                  normalize=normalize_advantages, first_order=first_order)
   objective = dice_objective(policy, params, outer, gamma=gamma, baseline=baseline)
   if score_term and not first_order and inner:
     outer_return = jax.lax.stop_gradient(_mean_return(outer, gamma))
@@ -401,9 +395,8 @@ def maml_rl(env: Environment, policy: Policy | None = None, *, inner_lr: float =
     for k, size in enumerate(step_sizes_for(n_steps, step_sizes)):
       batch = sample_episodes(env, policy, params, task, jax.random.fold_in(key, k), episodes)
       batches.append(batch)
-      grads = jax.grad(lambda p, b=batch: reinforce_surrogate(
-          policy, p, b, gamma=gamma, baseline=baseline, normalize=normalize_advantages))(params)
-      params = jax.tree.map(lambda p, g, size=size: p + size * g, params, grads)
+      params = _adapt(policy, params, [batch], (size,), gamma=gamma, baseline=baseline,
+                      normalize=normalize_advantages, first_order=False)[0]
     return batches, jax.lax.stop_gradient(params)
 
   def task_loss(meta_params, task, key, step):
@@ -501,26 +494,25 @@ def _kl(policy: Policy, old_dist, new_dist) -> Array:
       old_mean - new_mean)) / (2.0 * jnp.exp(2.0 * new_log_std)) - 0.5)
 
 
-def _adapt_on(policy: Policy, params: PyTree, batches: list[Episodes], *, inner_lr: float,
-              gamma: float, baseline: str, normalize: bool, first_order: bool) -> PyTree:
-  """``theta_{k+1} = theta_k + inner_lr * grad surrogate(theta_k; batches[k])``, differentiable."""
-  for batch in batches:
+def _adapt(policy: Policy, params: PyTree, batches: list[Episodes],
+           step_sizes: tuple[float, ...], *, gamma: float, baseline: str, normalize: bool,
+           first_order: bool) -> tuple[PyTree, Array]:
+  """The inner loop on given batches, differentiable: ``(theta_K, inner log-probability)``.
+
+  ``theta_{k+1} = theta_k + step_sizes[k] * grad surrogate(theta_k; batches[k])`` (see
+  :func:`reinforce_surrogate`; ``first_order`` stops gradients through the inner gradients).
+  The log-probability is of each batch under ``theta_k``, the params it was sampled from (the
+  DiCE score term of the inner sampling).
+  """
+  log_prob = jnp.zeros(())
+  for batch, size in zip(batches, step_sizes, strict=True):
+    log_prob = log_prob + jnp.sum(_episode_log_probs(policy, params, batch))
     grads = jax.grad(lambda p, b=batch: reinforce_surrogate(
         policy, p, b, gamma=gamma, baseline=baseline, normalize=normalize))(params)
     if first_order:
       grads = jax.lax.stop_gradient(grads)
-    params = jax.tree.map(lambda p, g: p + inner_lr * g, params, grads)
-  return params
-
-
-def _inner_log_prob(policy: Policy, phi: PyTree, batches: list[Episodes],
-                    adapt_options: dict) -> Array:
-  """``sum_k log p(batches[k]; theta_k(phi))``, ``theta_k`` the params batch ``k`` came from."""
-  total, params = jnp.zeros(()), phi
-  for batch in batches:
-    total = total + jnp.sum(_episode_log_probs(policy, params, batch))
-    params = _adapt_on(policy, params, [batch], **adapt_options)
-  return total
+    params = jax.tree.map(lambda p, g, size=size: p + size * g, params, grads)
+  return params, log_prob
 
 
 def _trpo_task_terms(policy: Policy, phi: PyTree, batches: list[Episodes], outer: Episodes,
@@ -534,11 +526,10 @@ def _trpo_task_terms(policy: Policy, phi: PyTree, batches: list[Episodes], outer
   ``score_weight`` multiplies the inner episodes' log-probability (the outer return less a
   baseline that does not depend on this task's samples).
   """
-  adapted = _adapt_on(policy, phi, batches, **adapt_options)
+  adapted, log_p = _adapt(policy, phi, batches, **adapt_options)
   log_probs = _episode_log_probs(policy, adapted, outer)
   surrogate = jnp.mean(jnp.sum(jnp.exp(log_probs - old_log_probs) * adv, axis=-1))
   if score_term:
-    log_p = _inner_log_prob(policy, phi, batches, adapt_options)
     surrogate = surrogate + (log_p - inner_log_prob) * score_weight
   dists = jax.vmap(jax.vmap(lambda o: policy.apply(adapted, o)))(outer.obs)
   kl = jax.vmap(jax.vmap(lambda a, b: _kl(policy, a, b)))(old_dists, dists)
@@ -645,8 +636,9 @@ def make_trpo_meta_rl_step(env: Environment, policy: Policy, *, tasks_per_step: 
     raise ValueError(f"cg_damping must be a finite number >= 0, got {cg_damping!r}; e.g. 1e-5.")
   if not (isinstance(backtrack_ratio, int | float) and 0 < backtrack_ratio < 1):
     raise ValueError(f"backtrack_ratio must lie in (0, 1), got {backtrack_ratio!r}; e.g. 0.8.")
-  adapt_options = dict(inner_lr=inner_lr, gamma=gamma, baseline=baseline,
+  adapt_options = dict(step_sizes=(inner_lr,) * steps, gamma=gamma, baseline=baseline,
                        normalize=normalize_advantages, first_order=first_order)
+  one_step = {**adapt_options, "step_sizes": (inner_lr,)}
   with_score = score_term and not first_order
 
   def sample(params, task, key):
@@ -657,7 +649,7 @@ def make_trpo_meta_rl_step(env: Environment, policy: Policy, *, tasks_per_step: 
       batch = sample_episodes(env, policy, adapted, task, jax.random.fold_in(k_inner, k),
                               episodes)
       batches.append(batch)
-      adapted = jax.lax.stop_gradient(_adapt_on(policy, adapted, [batch], **adapt_options))
+      adapted = jax.lax.stop_gradient(_adapt(policy, adapted, [batch], **one_step)[0])
     return batches, adapted, sample_episodes(env, policy, adapted, task, k_outer, episodes)
 
   def advantages(outer):
@@ -677,7 +669,7 @@ def make_trpo_meta_rl_step(env: Environment, policy: Policy, *, tasks_per_step: 
     old_log_probs = jax.vmap(lambda p, o: _episode_log_probs(policy, p, o))(adapted, outer)
     old_dists = jax.vmap(lambda p, o: jax.vmap(jax.vmap(lambda x: policy.apply(p, x)))(o.obs))(
         adapted, outer)
-    inner_log_prob = jax.vmap(lambda bs: _inner_log_prob(policy, theta, bs, adapt_options))(
+    inner_log_prob = jax.vmap(lambda bs: _adapt(policy, theta, bs, **adapt_options)[1])(
         batches)
     adv = jax.vmap(advantages)(outer)
     returns = jax.vmap(lambda o: _mean_return(o, gamma))(outer)
