@@ -433,6 +433,22 @@ def test_rl2_greedy_evaluation_takes_the_most_probable_action():
     learner.evaluate(params, jax.random.key(3), tasks, greedy="yes")
 
 
+def test_rl2_time_input_feeds_the_fraction_of_the_trial_elapsed():
+  """``time_input=True`` appends t / trial_length to each GRU input (0, 0.25, ... for 4 steps)
+  and nothing else changes; a non-bool is refused."""
+  env = envs.bernoulli_bandit(arms=2, pulls=4)
+  plain = rl2(env, episodes=4, hidden=4, tasks_per_step=2, minibatches=1)
+  timed = rl2(env, episodes=4, hidden=4, tasks_per_step=2, minibatches=1, time_input=True)
+  task = env.sample_task(jax.random.key(0))
+  params = timed.init(jax.random.key(0)).params
+  trial = timed.rollout(params, task, jax.random.key(1))
+  np.testing.assert_allclose(np.asarray(trial.inputs[:, -1]), [0.0, 0.25, 0.5, 0.75])
+  base = plain.rollout(plain.init(jax.random.key(0)).params, task, jax.random.key(1))
+  assert trial.inputs.shape[-1] == base.inputs.shape[-1] + 1
+  with pytest.raises(TypeError, match="time_input"):
+    rl2(env, episodes=4, time_input=1)
+
+
 # --- Bandit baselines -------------------------------------------------------------------------
 
 

@@ -118,7 +118,7 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
         learning_rate: float = 3e-4, gamma: float = 0.99, gae_lambda: float = 0.95,
         clip_eps: float = 0.2, value_coef: float = 0.5, entropy_coef: float = 0.01,
         epochs: int = 4, minibatches: int = 4, max_grad_norm: float = 0.5,
-        reward_scale: float = 1.0) -> RL2:
+        reward_scale: float = 1.0, time_input: bool = False) -> RL2:
   """RL² (Duan et al., 2016): a GRU policy whose hidden state is the fast learner.
 
   At each step the GRU sees ``(observation, one-hot previous action, previous
@@ -146,6 +146,9 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     reward_scale: rewards are multiplied by it for the value targets and advantages only
       (keep value targets near unit scale: a tabular-MDP trial returns ~100, and an unscaled
       value loss then eats the clipped gradient norm); metrics report unscaled rewards.
+    time_input: also feed the GRU the fraction of the trial elapsed, ``t / trial_length``
+      (not in the paper, whose GRU must count the steps itself; a finite-horizon strategy
+      such as the Bayes-optimal one depends on the steps left).
 
   Returns:
     An :class:`RL2`.
@@ -182,7 +185,9 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
   check_positive(learning_rate, "learning_rate")
   n_actions = env.action_space.n
   obs_dim = int(math.prod(env.observation_space.shape))
-  input_dim = obs_dim + n_actions + 2
+  if not isinstance(time_input, bool):
+    raise TypeError(f"time_input={time_input!r} must be True or False")
+  input_dim = obs_dim + n_actions + 2 + int(time_input)
   trial_length = episodes * env.episode_length
   optimizer = optax.chain(optax.clip_by_global_norm(max_grad_norm),
                           optax.adam(learning_rate, eps=1e-5))
@@ -205,12 +210,14 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     k_reset, k_steps = jax.random.split(key)
     obs, env_state = env.reset(k_reset, task)
 
-    def body(carry, step_key):
+    def body(carry, step):
+      step_key, t = step
       env_state, obs, h, prev_action, prev_reward, prev_done = carry
       k_act, k_env, k_reset = jax.random.split(step_key, 3)
+      clock = [(t / trial_length)[None]] if time_input else []
       x = jnp.concatenate([jnp.reshape(obs, (obs_dim,)),
                            jax.nn.one_hot(prev_action, n_actions),
-                           prev_reward[None], prev_done[None]]).astype(jnp.float32)
+                           prev_reward[None], prev_done[None], *clock]).astype(jnp.float32)
       h = gru_cell(params["gru"], h, x)
       logits, value = heads(params, h)
       action = (jnp.argmax(logits) if greedy else jax.random.categorical(k_act, logits)
@@ -227,7 +234,8 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
 
     carry = (env_state, obs, jnp.zeros((hidden,)), jnp.zeros((), jnp.int32),
              jnp.zeros(()), jnp.zeros(()))
-    _, record = jax.lax.scan(body, carry, jax.random.split(k_steps, trial_length))
+    _, record = jax.lax.scan(body, carry, (jax.random.split(k_steps, trial_length),
+                                           jnp.arange(trial_length, dtype=jnp.float32)))
     return Trial(*record)
 
   def replay(params, inputs):
