@@ -7,6 +7,11 @@ from metajax.train.config import SinusoidConfig as SinusoidConfig
 from metajax.train.config import apply_overrides as apply_overrides
 from metajax.train.config import load_config as load_config
 from metajax.train.config import validate as validate
+from metajax.train.rl import RLConfig as RLConfig
+from metajax.train.rl import RLResult as RLResult
+from metajax.train.rl import evaluate_rl_run as evaluate_rl_run
+from metajax.train.rl import restore_rl_params as restore_rl_params
+from metajax.train.rl import train_rl as train_rl
 from metajax.train.runs import Prediction as Prediction
 from metajax.train.runs import classify_folders as classify_folders
 from metajax.train.runs import load_run as load_run

@@ -60,7 +60,7 @@ class RLConfig:
       (``hidden``, a tuple of layer widths; ``init_log_std``), ``tasks_per_step`` and the
       outer step: ``outer="adam"`` (``learning_rate``, unused by TRPO) or ``outer="trpo"``
       (``max_kl``, ``cg_iters``, ``cg_damping``, ``backtrack_ratio``, ``max_backtracks``; see
-      :func:`metajax.algorithms.maml_rl.make_trpo_meta_rl_step`); defaults in
+      :func:`metajax.algorithms.make_trpo_meta_rl_step`); defaults in
       ``MAML_RL_KWARGS``.
     meta_steps: PPO steps (RL²) or outer meta-gradient steps (MAML-RL).
     seed: seed of initialisation, training and test tasks.
@@ -73,6 +73,12 @@ class RLConfig:
       > 0 (``None``: ``inner_lr`` for every step). The MAML paper's test script halves the
       step size after the first step (``(alpha, alpha/2, alpha/2)``).
     run_dir: the run folder (checkpoints, ``metrics.jsonl``, ``results.json``, plots).
+
+  Example:
+    >>> from metajax.train import RLConfig
+    >>> config = RLConfig(env_kwargs={"arms": 5, "pulls": 10}, episodes=10).validated()
+    >>> config.algorithm, config.env
+    ('rl2', 'bernoulli_bandit')
   """
 
   name: str = "rl2"
@@ -192,6 +198,10 @@ class RLResult(NamedTuple):
       "initial": {"mean", "ci95"}, "tasks", "step", "gamma"}``: the mean return per episode
       (discounted by ``gamma``, as :func:`metajax.algorithms.maml_rl` measures it) after each
       number of adaptation steps, for the trained and (``"initial"``) the untrained policy.
+
+  Example:
+    >>> result = train_rl(RLConfig(meta_steps=10, run_dir="/tmp/rl2"))  # doctest: +SKIP
+    >>> result.test["mean"], result.test["greedy"]["mean"]  # doctest: +SKIP
   """
 
   run_dir: Path
@@ -483,6 +493,10 @@ def evaluate_rl_run(run_dir: str | Path, *, checkpoint: str | int = "last",
     FileNotFoundError: no ``config.json`` or no checkpoint in ``run_dir``.
     ValueError: an RL config with bad values, a checkpoint that is not saved, or a run folder
       of another kind (naming ``metajax evaluate`` for few-shot runs).
+
+  Example:
+    >>> evaluate_rl_run("runs/rl2_bandits_k5n100", test_tasks=2000)  # doctest: +SKIP
+    {'mean': ..., 'ci95': ..., 'tasks': 2000, 'greedy': {...}, 'step': 4500}
   """
   config = _read_config(run_dir)
   changes: dict[str, Any] = {}
@@ -513,6 +527,9 @@ def restore_rl_params(run_dir: str | Path, checkpoint: str | int = "last"
 
   Raises:
     FileNotFoundError, ValueError: as :func:`evaluate_rl_run`.
+
+  Example:
+    >>> config, params, step = restore_rl_params("runs/rl2_bandits_k5n100")  # doctest: +SKIP
   """
   config = _read_config(run_dir)
   state, step = _restore(run_dir, _build_run(config).state, checkpoint)
