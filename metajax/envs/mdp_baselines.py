@@ -393,10 +393,8 @@ def greedy(*, reward_mean: float = 1.0, prior_std: float = 1.0, reward_std: floa
   means (see :func:`posterior`); ties between actions (e.g. untried ones) are broken at random.
 
   Args:
-    reward_mean: prior mean of every mean reward.
-    prior_std: prior standard deviation of every mean reward.
-    reward_std: standard deviation of the reward noise.
-    dirichlet: concentration of the symmetric Dirichlet prior on transitions.
+    reward_mean, prior_std, reward_std, dirichlet: the prior and the reward noise, as
+      :func:`epsilon_greedy` (which this is with ``epsilon=0``).
 
   Returns:
     ``choose(belief, rng) -> policy`` for :func:`play`.
