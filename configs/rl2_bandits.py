@@ -19,7 +19,7 @@ Result:    k5n10 with these settings, trained 2,470 steps (3 min, load average 1
            k5n100 with these settings, 4,500 steps (29 min on one core; its own test 75.57 +-
            1.12 on 1,000 tasks), scored by ``benchmarks/rl2_bandits.py --run`` on the
            baselines' 2,000 tasks: RL² 75.33 +- 0.77 (greedy actions 75.52 +- 0.78), Gittins
-           78.59 +- 0.71, Thompson 75.00 +- 0.71, UCB1 65.97 +- 0.62: 4% below Gittins
+           78.59 +- 0.71, Thompson 75.00 +- 0.71, UCB1 65.97 +- 0.62: 4.2% below Gittins
            (benchmarks/results/rl2_bandits_k5n100_run4500.json). k10n100 with entropy 0.01,
            2,500 steps (19 min): 78.83 +- 0.66 (greedy 80.12 +- 0.63) against Gittins 83.64
            +- 0.53 and Thompson 77.01 +- 0.50 (rl2_bandits_k10n100_run2500.json).
