@@ -5,11 +5,10 @@ Scores the strategies of ``metajax.envs.mdp_baselines`` on the same MDPs, for ``
 The MDPs are ``tabular_mdp(states=10, actions=5, episode_length=10)``, as
 ``configs/rl2_tabular_mdp.py``.
 
-Same tasks as RL²'s final test: ``metajax.train.rl`` tests an RL² run with
-``learner.evaluate(params, jax.random.key(seed + 2), test_tasks)``, which draws
-``sample_tasks(env, jax.random.split(jax.random.key(seed + 2))[0], test_tasks)``; this script
-draws exactly those for ``--seed`` (the run's config seed, default 0) and ``--tasks`` (its
-``test_tasks``, default 1000). The MDPs do not depend on n, so every n scores the same 1,000 MDPs.
+Same tasks as RL²'s final test: this script takes them from ``metajax.train.rl_test_tasks``,
+which the trainer's test uses too, for ``--seed`` (the run's config seed, default 0) and
+``--tasks`` (its ``test_tasks``, default 1000). The MDPs do not depend on n, so every n scores
+the same 1,000 MDPs.
 Only the MDPs are shared: rewards and transitions here are drawn by NumPy, independently of the
 RL² rollout's JAX draws.
 
@@ -41,18 +40,19 @@ from pathlib import Path
 import jax
 import numpy as np
 
-import metajax.envs as envs
 from metajax.envs import mdp_baselines as mb
 from metajax.envs.bandit_baselines import mean_ci
+from metajax.train import RLConfig, rl_test_tasks
 
 STATES, ACTIONS, EPISODE_LENGTH = 10, 5, 10
 
 
 def rl2_test_tasks(seed: int, count: int):
   """The MDPs of RL²'s final test for a run with config ``seed`` and ``test_tasks=count``."""
-  env = envs.tabular_mdp(states=STATES, actions=ACTIONS, episode_length=EPISODE_LENGTH)
-  k_tasks, _ = jax.random.split(jax.random.key(seed + 2))  # as rl2's evaluate splits its key
-  return envs.sample_tasks(env, k_tasks, count)
+  config = RLConfig(algorithm="rl2", env="tabular_mdp", seed=seed, test_tasks=count,
+                    env_kwargs={"states": STATES, "actions": ACTIONS,
+                                "episode_length": EPISODE_LENGTH})
+  return rl_test_tasks(config)
 
 
 def main() -> None:
@@ -95,8 +95,9 @@ def main() -> None:
       "episodes": args.episodes, "tasks": args.tasks, "seed": args.seed,
       "env": {"states": STATES, "actions": ACTIONS, "episode_length": EPISODE_LENGTH,
               "reward_mean": 1.0, "reward_std": 1.0},
-      "task_source": "sample_tasks(env, jax.random.split(jax.random.key(seed + 2))[0], tasks): "
-                     "the MDPs of RL²'s final test (metajax.train.rl) for config seed=seed, "
+      "task_source": "metajax.train.rl_test_tasks (sample_tasks(env, "
+                     "jax.random.split(jax.random.key(seed + 2))[0], tasks)): the MDPs of "
+                     "RL²'s final test (metajax.train.rl) for config seed=seed, "
                      "test_tasks=tasks",
       "results": results, "exact": exact,
       "load_average": os.getloadavg()[0], "jax": jax.__version__, "args": vars(args),

@@ -185,10 +185,20 @@ def main() -> None:
     parser.error(f"--episodes must be at least 2 for a confidence interval, got {args.episodes}")
   marks_s = [m * 60 for m in marks]
   load = os.getloadavg()[0]
+  out = Path(args.json)
+  out.parent.mkdir(parents=True, exist_ok=True)
+
+  def save(table):  # after each framework, so a killed run keeps the finished side
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"date": str(datetime.date.today()), "load_average": load,
+                               "command": " ".join(sys.argv), "results": table}, indent=2))
+    os.replace(tmp, out)
+
   table = {}
   for framework in args.frameworks:
     run = run_metajax if framework == "metajax" else run_torch
     table[framework] = run(marks_s, args.episodes, args.seed)
+    save(table)
   lines = [f"# {datetime.date.today()}, {os.cpu_count()} cores, load average {load:.1f} at start; "
            f"MAML Omniglot 5w1s, test on {args.episodes} episodes (15 queries, 3 inner steps)",
            "| training minutes | " + " | ".join(f"{f} (meta-steps, accuracy %)"
@@ -199,12 +209,6 @@ def main() -> None:
              for r in table.values()]
     lines.append(f"| {mark:g} | " + " | ".join(cells) + " |")
   print("\n".join(lines))
-  out = Path(args.json)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = out.with_suffix(".json.tmp")
-  tmp.write_text(json.dumps({"date": str(datetime.date.today()), "load_average": load,
-                             "command": " ".join(sys.argv), "results": table}, indent=2))
-  os.replace(tmp, out)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,11 @@ def test_overrides_are_coerced_and_checked():
   assert isinstance(config.learning_rate, float) and config.seed == 7
   assert config.algorithm_kwargs["inner_lr"] == 0.1 and config.algorithm_kwargs["steps"] == 1
   assert config.algorithm == "fomaml" and config.test_inner_steps is None
+  # JSON/YAML spellings are the Python values, in dictionary entries as in typed fields.
+  words = apply_overrides(config, ["algorithm_kwargs.first_order=true", "test_inner_steps=null",
+                                   "algorithm_kwargs.remat=False", "algorithm_kwargs.x=none"])
+  assert words.algorithm_kwargs["first_order"] is True and words.test_inner_steps is None
+  assert words.algorithm_kwargs["remat"] is False and words.algorithm_kwargs["x"] is None
   with pytest.raises(ValueError, match="'meta_stepz'"):
     apply_overrides(config, ["meta_stepz=3"])
   with pytest.raises(ValueError, match="'meta_steps' must be int"):

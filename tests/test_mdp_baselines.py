@@ -200,7 +200,7 @@ def test_bad_inputs_raise_with_the_rule_and_the_fix():
   one = (tasks[0][0], tasks[1][0])
   with pytest.raises(ValueError, match="sample_tasks"):
     mb.play(one, 10, mb.random_policy)
-  with pytest.raises(ValueError, match="episodes must be an integer >= 1"):
+  with pytest.raises(ValueError, match="episodes must be >= 1, got 0"):
     mb.play(tasks, 0, mb.random_policy)
   with pytest.raises(ValueError, match="reward_std"):
     mb.play(tasks, 1, mb.random_policy, reward_std=-1.0)

@@ -15,6 +15,7 @@ import metajax.envs as envs
 from metajax.algorithms.ppo import gae_advantages, ppo_loss
 from metajax.algorithms.rl2 import rl2
 from metajax.envs import bandit_baselines as bb
+from metajax.train.rl import RLConfig, make_env, rl_test_tasks
 
 # The module (metajax.algorithms.maml_rl is also the name of its factory function).
 mrl = importlib.import_module("metajax.algorithms.maml_rl")
@@ -431,6 +432,21 @@ def test_rl2_greedy_evaluation_takes_the_most_probable_action():
   assert abs(sampled.mean() - float(expected)) < 0.3, sampled.mean()
   with pytest.raises(TypeError, match="greedy"):
     learner.evaluate(params, jax.random.key(3), tasks, greedy="yes")
+
+
+def test_rl_test_tasks_are_the_tasks_the_rl2_test_scores():
+  """Baselines scored on ``rl_test_tasks(config)`` face the tasks of the trainer's RL² test,
+  ``evaluate(params, key(seed + 2), test_tasks)``; MAML-RL's test draws from the unsplit key."""
+  config = RLConfig(env_kwargs={"arms": 3, "pulls": 5}, episodes=5, test_tasks=50, seed=4)
+  learner = rl2(make_env(config), episodes=5, hidden=4, tasks_per_step=2, minibatches=1)
+  params = learner.init(jax.random.key(0)).params
+  tasks = rl_test_tasks(config)
+  assert tasks.means.shape == (50, 3)
+  np.testing.assert_array_equal(
+      np.asarray(learner.evaluate(params, jax.random.key(6), 50)),
+      np.asarray(learner.evaluate(params, jax.random.key(6), tasks)))
+  maml_tasks = rl_test_tasks(config.replace(algorithm="maml_rl"))
+  assert not np.allclose(np.asarray(maml_tasks.means), np.asarray(tasks.means))
 
 
 def test_rl2_time_input_feeds_the_fraction_of_the_trial_elapsed():

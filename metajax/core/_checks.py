@@ -12,10 +12,13 @@ from metajax.core.types import PyTree, Task
 
 
 def check_steps(steps: object, name: str = "steps", *, minimum: int = 0) -> int:
-  """Returns ``steps`` as an int, or raises if it is not an integer >= minimum."""
+  """Returns ``steps`` (any static count: steps, ways, episodes) as an int, or raises.
+
+  Raises TypeError unless it is an integer (bool excluded), ValueError if it is < minimum.
+  """
   if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
     raise TypeError(
-        f"{name} must be a Python int (a static number of inner steps), got {steps!r} of type "
+        f"{name} must be a Python int (a static count), got {steps!r} of type "
         f"{type(steps).__name__}; pass e.g. {name}=5."
     )
   if steps < minimum:

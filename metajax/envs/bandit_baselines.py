@@ -26,6 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from metajax.core._checks import check_steps
+
 Strategy = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
 
@@ -252,8 +254,7 @@ def gittins(pulls: int, *, gamma: float | None = None, depth: int | None = None,
     Duan et al., "RL²: Fast Reinforcement Learning via Slow Reinforcement Learning",
     arXiv:1611.02779, 2016 (Table 1 uses the Gittins index as a baseline).
   """
-  if not isinstance(pulls, (int, np.integer)) or pulls < 1:
-    raise ValueError(f"pulls must be an integer >= 1, got {pulls!r}.")
+  pulls = check_steps(pulls, "pulls", minimum=1)
   if gamma is None:
     gamma = 1.0 - 1.0 / max(int(pulls), 2)
   index = gittins_indices(int(pulls) - 1, gamma=gamma, depth=depth, grid=grid).index

@@ -34,6 +34,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from metajax.core._checks import check_steps
+
 
 class Belief(NamedTuple):
   """What a strategy has seen so far in each trial (sufficient statistics), read-only.
@@ -93,9 +95,10 @@ def play(tasks: Any, episodes: int, choose: Strategy, *, episode_length: int = 1
     ``[tasks]`` float64 total (undiscounted) reward per trial.
 
   Raises:
-    ValueError: if ``tasks`` has no task axis or inconsistent shapes, a count is not a positive
-      integer, ``reward_std`` is negative, or ``choose`` returns a policy of the wrong shape or
-      with actions out of range.
+    TypeError: if ``episodes`` or ``episode_length`` is not an integer.
+    ValueError: if ``tasks`` has no task axis or inconsistent shapes, a count is below 1,
+      ``reward_std`` is negative, or ``choose`` returns a policy of the wrong shape or with
+      actions out of range.
 
   Example:
     >>> import jax, metajax.envs as envs
@@ -105,8 +108,8 @@ def play(tasks: Any, episodes: int, choose: Strategy, *, episode_length: int = 1
     (50,)
   """
   transitions, mean_rewards = _as_arrays(tasks)
-  episodes = _check_count(episodes, "episodes")
-  episode_length = _check_count(episode_length, "episode_length")
+  episodes = check_steps(episodes, "episodes", minimum=1)
+  episode_length = check_steps(episode_length, "episode_length", minimum=1)
   if not (math.isfinite(reward_std) and reward_std >= 0):
     raise ValueError(f"reward_std must be a finite number >= 0, got {reward_std!r}; pass the "
                      "environment's reward_std (tabular_mdp's default is 1.0).")
@@ -156,6 +159,7 @@ def value_iteration(tasks: Any, episode_length: int = 10, *,
     from step ``t`` in state ``s`` to the end of the episode.
 
   Raises:
+    TypeError: if ``episode_length`` is not an integer.
     ValueError: on shapes without a task axis or an episode length below 1.
 
   Example:
@@ -170,7 +174,8 @@ def value_iteration(tasks: Any, episode_length: int = 10, *,
     Puterman, "Markov Decision Processes", Wiley, 1994, ch. 4 (finite-horizon models).
   """
   transitions, mean_rewards = _as_arrays(tasks)
-  return _solve(transitions, mean_rewards, _check_count(episode_length, "episode_length"), rng)
+  episode_length = check_steps(episode_length, "episode_length", minimum=1)
+  return _solve(transitions, mean_rewards, episode_length, rng)
 
 
 def oracle_value(tasks: Any, episode_length: int = 10) -> np.ndarray:
@@ -492,12 +497,6 @@ def _as_arrays(tasks) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError("every transitions[t, s, a] must be a probability vector (>= 0, summing to "
                      "1 within 1e-4).")
   return transitions / transitions.sum(-1, keepdims=True), mean_rewards
-
-
-def _check_count(value, name: str) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-    raise ValueError(f"{name} must be an integer >= 1, got {value!r}; e.g. {name}=10.")
-  return int(value)
 
 
 def _check_policy(policy, shape: tuple[int, int, int], actions: int) -> np.ndarray:

@@ -11,6 +11,7 @@ from metajax.train.rl import RLConfig as RLConfig
 from metajax.train.rl import RLResult as RLResult
 from metajax.train.rl import evaluate_rl_run as evaluate_rl_run
 from metajax.train.rl import restore_rl_params as restore_rl_params
+from metajax.train.rl import rl_test_tasks as rl_test_tasks
 from metajax.train.rl import train_rl as train_rl
 from metajax.train.runs import Prediction as Prediction
 from metajax.train.runs import classify_folders as classify_folders

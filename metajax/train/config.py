@@ -261,8 +261,9 @@ def apply_overrides(config: Config | SinusoidConfig, overrides: Sequence[str]
 
   Args:
     config: the config to start from (not modified).
-    overrides: strings ``key=value``; ``value`` is a Python literal (a bare word is a string),
-      coerced to the field's type. ``dict_field.entry=value`` sets one entry of a dictionary
+    overrides: strings ``key=value``; ``value`` is a Python literal (a bare word is a string;
+      ``true``/``false``/``none``/``null`` are ``True``/``False``/``None`` as well as the
+      Python spellings), coerced to the field's type. ``dict_field.entry=value`` sets one entry of a dictionary
       field such as ``algorithm_kwargs``.
 
   Returns:
@@ -299,11 +300,18 @@ def apply_overrides(config: Config | SinusoidConfig, overrides: Sequence[str]
   return config.replace(**changes)
 
 
+# The lower-case words that JSON, YAML and shells users write for Python's True/False/None.
+_WORDS = {"true": True, "false": False, "null": None, "none": None}
+
+
 def _literal(text: str) -> Any:
+  text = text.strip()
+  if text in _WORDS:
+    return _WORDS[text]
   try:
-    return ast.literal_eval(text.strip())
+    return ast.literal_eval(text)
   except (ValueError, SyntaxError):
-    return text.strip()  # a bare word is a string: algorithm=fomaml
+    return text  # a bare word is a string: algorithm=fomaml
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:

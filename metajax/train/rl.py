@@ -218,6 +218,39 @@ def make_env(config: RLConfig):
   return getattr(envs, config.env)(**config.env_kwargs)
 
 
+def rl_test_tasks(config: RLConfig) -> PyTree:
+  """The fresh tasks of a run's final test, as the trainer draws them (``seed + 2``).
+
+  Baselines scored on these tasks face exactly the tasks a trained run was tested on
+  (``benchmarks/rl2_tabular_mdp_baselines.py`` does so). RL²'s test calls
+  ``learner.evaluate(params, jax.random.key(seed + 2), tasks)``, which splits that key into the
+  tasks' half and the rollouts' half; MAML-RL's test samples from the key itself.
+
+  Args:
+    config: the run's config (``algorithm``, ``env``, ``env_kwargs``, ``seed``,
+      ``test_tasks``).
+
+  Returns:
+    The environment's task pytree with a leading axis of ``config.test_tasks``.
+
+  Raises:
+    ValueError: as :meth:`RLConfig.validated` for a bad config.
+
+  Example:
+    >>> from metajax.train import RLConfig, rl_test_tasks
+    >>> config = RLConfig(env_kwargs={"arms": 5, "pulls": 10}, test_tasks=3)
+    >>> rl_test_tasks(config).means.shape
+    (3, 5)
+  """
+  from metajax.envs import sample_tasks
+
+  config = config.validated()
+  key = jax.random.key(config.seed + 2)
+  if config.algorithm == "rl2":
+    key, _ = jax.random.split(key)  # the tasks' half of rl2's evaluate(params, key, count)
+  return sample_tasks(make_env(config), key, config.test_tasks)
+
+
 class _Run(NamedTuple):
   """What one algorithm brings to the shared loop.
 
@@ -253,10 +286,10 @@ def _rl2_run(config: RLConfig, env) -> _Run:
   def test(params):
     # The policy as trained (actions sampled) and its greedy version (most probable action),
     # on the same tasks.
-    out = {}
+    tasks, out = rl_test_tasks(config), {}
     for name, greedy in (("sampled", False), ("greedy", True)):
-      totals = np.asarray(learner.evaluate(params, jax.random.key(config.seed + 2),
-                                           config.test_tasks, greedy=greedy))
+      totals = np.asarray(learner.evaluate(params, jax.random.key(config.seed + 2), tasks,
+                                           greedy=greedy))
       out[name] = bandit_baselines.mean_ci(totals)
     (mean, ci95), (greedy_mean, greedy_ci95) = out["sampled"], out["greedy"]
     return {"mean": mean, "ci95": ci95, "tasks": config.test_tasks,
@@ -280,7 +313,7 @@ def _maml_rl_run(config: RLConfig, env) -> _Run:
       mlp_policy,
   )
   from metajax.core.meta_step import init_meta_state
-  from metajax.envs import bandit_baselines, sample_tasks
+  from metajax.envs import bandit_baselines
 
   kwargs = {**MAML_RL_KWARGS, **config.algorithm_kwargs}
   policy = mlp_policy(env, hidden=tuple(kwargs.pop("hidden")),
@@ -309,7 +342,7 @@ def _maml_rl_run(config: RLConfig, env) -> _Run:
     return jax.lax.map(one, (tasks, keys), batch_size=min(_TEST_BATCH, config.test_tasks))
 
   def test(params):
-    tasks = sample_tasks(env, jax.random.key(config.seed + 2), config.test_tasks)
+    tasks = rl_test_tasks(config)
     keys = jax.random.split(jax.random.key(config.seed + 3), config.test_tasks)
     out = {"adaptation_steps": list(range(config.adapt_steps + 1))}
     for name, values in (("trained", params), ("initial", evaluator.init())):
