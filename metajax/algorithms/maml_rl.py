@@ -642,15 +642,18 @@ def make_trpo_meta_rl_step(env: Environment, policy: Policy, *, tasks_per_step: 
   with_score = score_term and not first_order
 
   def sample(params, task, key):
-    """Inner batches from ``params``, then the outer episodes from the adapted params."""
+    """Inner batches from ``params``, the outer episodes from the adapted params, and the inner
+    batches' log-probability under the params that sampled them (a constant of the step)."""
     k_inner, k_outer = jax.random.split(key)
-    batches, adapted = [], params
+    batches, adapted, inner_log_prob = [], params, jnp.zeros(())
     for k in range(steps):
       batch = sample_episodes(env, policy, adapted, task, jax.random.fold_in(k_inner, k),
                               episodes)
       batches.append(batch)
-      adapted = jax.lax.stop_gradient(_adapt(policy, adapted, [batch], **one_step)[0])
-    return batches, adapted, sample_episodes(env, policy, adapted, task, k_outer, episodes)
+      adapted, log_prob = jax.lax.stop_gradient(_adapt(policy, adapted, [batch], **one_step))
+      inner_log_prob = inner_log_prob + log_prob
+    outer = sample_episodes(env, policy, adapted, task, k_outer, episodes)
+    return batches, adapted, outer, inner_log_prob
 
   def advantages(outer):
     discount = _discounts(outer.rewards.shape[-1], gamma)
@@ -664,13 +667,11 @@ def make_trpo_meta_rl_step(env: Environment, policy: Policy, *, tasks_per_step: 
     k_tasks, k_roll = jax.random.split(key)
     tasks = sample_tasks(env, k_tasks, tasks_per_step)
     theta = state.params["policy"]
-    batches, adapted, outer = jax.vmap(sample, in_axes=(None, 0, 0))(
+    batches, adapted, outer, inner_log_prob = jax.vmap(sample, in_axes=(None, 0, 0))(
         theta, tasks, jax.random.split(k_roll, tasks_per_step))
     old_log_probs = jax.vmap(lambda p, o: _episode_log_probs(policy, p, o))(adapted, outer)
     old_dists = jax.vmap(lambda p, o: jax.vmap(jax.vmap(lambda x: policy.apply(p, x)))(o.obs))(
         adapted, outer)
-    inner_log_prob = jax.vmap(lambda bs: _adapt(policy, theta, bs, **adapt_options)[1])(
-        batches)
     adv = jax.vmap(advantages)(outer)
     returns = jax.vmap(lambda o: _mean_return(o, gamma))(outer)
     # Leave-one-out baseline: task i's score term is weighted by its outer return less the

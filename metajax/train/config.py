@@ -263,8 +263,8 @@ def apply_overrides(config: Config | SinusoidConfig, overrides: Sequence[str]
     config: the config to start from (not modified).
     overrides: strings ``key=value``; ``value`` is a Python literal (a bare word is a string;
       ``true``/``false``/``none``/``null`` are ``True``/``False``/``None`` as well as the
-      Python spellings), coerced to the field's type. ``dict_field.entry=value`` sets one entry of a dictionary
-      field such as ``algorithm_kwargs``.
+      Python spellings), coerced to the field's type. ``dict_field.entry=value`` sets one
+      entry of a dictionary field such as ``algorithm_kwargs``.
 
   Returns:
     A new config of the same class with the overrides applied (not yet validated; see
