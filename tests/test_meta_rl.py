@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.flatten_util import ravel_pytree
 
 import metajax.envs as envs
 from metajax.algorithms.ppo import gae_advantages, ppo_loss
@@ -432,6 +433,23 @@ def test_rl2_greedy_evaluation_takes_the_most_probable_action():
   assert abs(sampled.mean() - float(expected)) < 0.3, sampled.mean()
   with pytest.raises(TypeError, match="greedy"):
     learner.evaluate(params, jax.random.key(3), tasks, greedy="yes")
+
+
+def test_rl2_learning_rate_decays_linearly_to_zero():
+  """With ``learning_rate_decay_steps=2`` (1 epoch x 2 minibatches) the four Adam updates use
+  rates 1e-2, 5e-3, 0, 0: the params move in steps 1 and 2 only, and move less in the second."""
+  env = envs.bernoulli_bandit(arms=2, pulls=4)
+  learner = rl2(env, episodes=4, hidden=4, tasks_per_step=4, minibatches=2, epochs=1,
+                learning_rate=1e-2, learning_rate_decay_steps=2)
+  state = learner.init(jax.random.key(0))
+  flat = [np.asarray(ravel_pytree(state.params)[0])]
+  for _ in range(3):  # the step donates its input state: copy the params out first
+    state = learner.train_step(state, jax.random.key(1))[0]
+    flat.append(np.asarray(ravel_pytree(state.params)[0]))
+  moves = [float(np.abs(b - a).max()) for a, b in zip(flat, flat[1:])]
+  assert moves[0] > 0 and 0 < moves[1] < moves[0] and moves[2] == 0.0, moves
+  with pytest.raises(ValueError, match="learning_rate_decay_steps must be >= 1"):
+    rl2(env, episodes=4, learning_rate_decay_steps=0)
 
 
 def test_rl_test_tasks_are_the_tasks_the_rl2_test_scores():

@@ -118,7 +118,8 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
         learning_rate: float = 3e-4, gamma: float = 0.99, gae_lambda: float = 0.95,
         clip_eps: float = 0.2, value_coef: float = 0.5, entropy_coef: float = 0.01,
         epochs: int = 4, minibatches: int = 4, max_grad_norm: float = 0.5,
-        reward_scale: float = 1.0, time_input: bool = False) -> RL2:
+        reward_scale: float = 1.0, time_input: bool = False,
+        learning_rate_decay_steps: int | None = None) -> RL2:
   """RL² (Duan et al., 2016): a GRU policy whose hidden state is the fast learner.
 
   At each step the GRU sees ``(observation, one-hot previous action, previous
@@ -149,6 +150,9 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     time_input: also feed the GRU the fraction of the trial elapsed, ``t / trial_length``
       (not in the paper, whose GRU must count the steps itself; a finite-horizon strategy
       such as the Bayes-optimal one depends on the steps left).
+    learning_rate_decay_steps: decay the learning rate linearly from ``learning_rate`` to zero
+      over this many training (PPO) steps, then keep it at zero (PPO's annealing, Schulman et
+      al. 2017); ``None`` keeps it constant. Set it to the run's ``meta_steps``.
 
   Returns:
     An :class:`RL2`.
@@ -189,8 +193,13 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     raise TypeError(f"time_input={time_input!r} must be True or False")
   input_dim = obs_dim + n_actions + 2 + int(time_input)
   trial_length = episodes * env.episode_length
+  rate = learning_rate
+  if learning_rate_decay_steps is not None:
+    decay = check_steps(learning_rate_decay_steps, "learning_rate_decay_steps", minimum=1)
+    # The schedule counts optimizer updates: epochs x minibatches per training step.
+    rate = optax.linear_schedule(learning_rate, 0.0, decay * epochs * minibatches)
   optimizer = optax.chain(optax.clip_by_global_norm(max_grad_norm),
-                          optax.adam(learning_rate, eps=1e-5))
+                          optax.adam(rate, eps=1e-5))
 
   def init_params(key):
     k_gru, k_pi, k_v = jax.random.split(key, 3)
