@@ -256,8 +256,8 @@ def gittins(pulls: int, *, gamma: float | None = None, depth: int | None = None,
   """
   pulls = check_steps(pulls, "pulls", minimum=1)
   if gamma is None:
-    gamma = 1.0 - 1.0 / max(int(pulls), 2)
-  index = gittins_indices(int(pulls) - 1, gamma=gamma, depth=depth, grid=grid).index
+    gamma = 1.0 - 1.0 / max(pulls, 2)
+  index = gittins_indices(pulls - 1, gamma=gamma, depth=depth, grid=grid).index
 
   def choose(counts: np.ndarray, t: int, rng: np.random.Generator) -> np.ndarray:
     if t >= pulls:
