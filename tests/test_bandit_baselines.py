@@ -149,6 +149,8 @@ def test_gittins_rejects_bad_arguments_with_the_fix():
     bb.gittins_indices(500, gamma=0.9999)
   with pytest.raises(ValueError, match="pulls"):
     bb.gittins(0)
+  with pytest.raises(TypeError, match="pulls must be a Python int.*2.5.*pulls=5"):
+    bb.gittins(2.5)
   with pytest.raises(ValueError, match="built for pulls=3"):
     bb.gittins(3)(np.zeros((1, 2, 2), np.int64), 3, np.random.default_rng(0))
 

@@ -202,6 +202,8 @@ def test_bad_inputs_raise_with_the_rule_and_the_fix():
     mb.play(one, 10, mb.random_policy)
   with pytest.raises(ValueError, match="episodes must be >= 1, got 0"):
     mb.play(tasks, 0, mb.random_policy)
+  with pytest.raises(TypeError, match="episode_length must be a Python int.*2.5"):
+    mb.value_iteration(tasks, 2.5)
   with pytest.raises(ValueError, match="reward_std"):
     mb.play(tasks, 1, mb.random_policy, reward_std=-1.0)
   with pytest.raises(ValueError, match=r"shape \[tasks, episode_length, states\]"):

@@ -450,6 +450,8 @@ def test_rl2_learning_rate_decays_linearly_to_zero():
   assert moves[0] > 0 and 0 < moves[1] < moves[0] and moves[2] == 0.0, moves
   with pytest.raises(ValueError, match="learning_rate_decay_steps must be >= 1"):
     rl2(env, episodes=4, learning_rate_decay_steps=0)
+  with pytest.raises(TypeError, match="learning_rate_decay_steps must be a Python int.*1.5"):
+    rl2(env, episodes=4, learning_rate_decay_steps=1.5)
 
 
 def test_rl_test_tasks_are_the_tasks_the_rl2_test_scores():
