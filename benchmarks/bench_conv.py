@@ -15,7 +15,10 @@ Each column is one ``jax.jit`` program. Times are the best of ``--repeats`` call
 warm-up, in milliseconds.
 
     python benchmarks/bench_conv.py                 # 400 images: one ProtoNet 20w5s15q episode
-    python benchmarks/bench_conv.py --images 160    # one MAML 5w1s meta-batch of 32 tasks
+    python benchmarks/bench_conv.py --images 40 --repeats 1     # a quick look
+
+The layers are ProtoNet's (stride 1, max-pooling between blocks); the MAML rows of the suite use
+stride-2 convolutions instead.
 """
 
 from __future__ import annotations
@@ -77,12 +80,16 @@ def time_torch(x, w, repeats: int) -> tuple[float, float, float]:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--images", type=int, default=400)
-  parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--torch-threads", type=int, default=os.cpu_count())
+  parser.add_argument("--images", type=int, default=400,
+                      help="batch size of every layer (default 400: one 20w5s15q episode)")
+  parser.add_argument("--repeats", type=int, default=5, help="timed calls per cell (default 5)")
+  parser.add_argument("--torch-threads", type=int, default=len(os.sched_getaffinity(0)),
+                      help="PyTorch's threads (default: the CPUs this process may use)")
   args = parser.parse_args()
-  if args.images < 1 or args.repeats < 1:
-    parser.error(f"--images and --repeats must be at least 1, got {args.images}, {args.repeats}")
+  for name in ("images", "repeats", "torch_threads"):
+    if getattr(args, name) < 1:
+      parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+  load = os.getloadavg()[0]
   from jax import lax
 
   from metajax.models._conv import conv2d
@@ -99,8 +106,11 @@ def main() -> None:
                                                    dimension_numbers=("NHWC", "HWIO", "NHWC")),
   }
   rng = np.random.default_rng(0)
-  print(f"{args.images} images, best of {args.repeats} (ms); load average "
-        f"{os.getloadavg()[0]:.1f}")
+  import jax
+
+  version = f"torch {torch.__version__}, {args.torch_threads} threads" if torch else "no torch"
+  print(f"{args.images} images, best of {args.repeats} (ms); jax {jax.__version__}, {version}; "
+        f"load average {load:.1f} before")
   print("| layer | path | forward | gradient (kernel, input) | kernel gradient |")
   print("|---|---|---|---|---|")
   for size, cin, cout in LAYERS:

@@ -4,7 +4,7 @@ Runs a benchmark-suite workload's meta-step (``run_all.py --workloads`` names) o
 step (``rl2``, as ``bench_rl2.py``) a few times under :func:`jax.profiler.trace`, reads the
 trace back with :class:`jax.profiler.ProfileData` and prints, per kind of XLA operation (an
 operation's name without its numeric suffix: ``ynn_fusion`` for the matmuls and convolutions
-XLA:CPU hands to YNNPACK, ``dot``, ``copy``, ``while``, loop fusions named after their ops),
+XLA:CPU hands to YNNPACK, ``dot``, ``copy``, loop fusions named after their ops),
 the milliseconds per step summed over XLA's threads, the number of operations per step and
 the share of the total (loops and conditionals are left out: their spans cover their bodies'
 operations, which are counted).
@@ -13,11 +13,12 @@ operations, which are counted).
     python benchmarks/profile_step.py omniglot_maml_5w1s --conv xla
     python benchmarks/profile_step.py rl2 --pulls 10 --hidden 64
 
-On CPU the script sets ``--xla_cpu_enable_xprof_traceme=true`` (XLA:CPU records an event per
-operation only with it). Tracing adds a fixed cost to every operation, so steps made of many
-small operations (RL²: ~28,000 per PPO step at n=10) run many times slower traced; the
-untraced step time, printed first, is the real one, and ``untraced ms / operations`` bounds
-the average cost of one operation. Shares are of the traced time.
+CPU only: XLA:CPU's worker threads record one event per operation; on a GPU the operations
+are kernels on the device and the script stops with an error. Tracing adds a cost to every
+operation, so steps made of many small operations (RL²: ~14,000 per PPO step at n=10) run
+slower traced (1.6x there); the untraced step time, printed first, is the real one, and the
+untraced wall time per operation is that time over the operation count (operations on
+different threads can overlap). Shares are of the traced time.
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ CONTAINERS = ("while", "conditional", "call")
 
 
 def kind(name: str) -> str:
-  """``"ynn_fusion.13"`` -> ``"ynn_fusion"``; ``"end: copy.4"`` -> ``"copy"``."""
-  return re.sub(r"(\.\d+)+$", "", name.removeprefix("end: "))
+  """``"ynn_fusion.13"`` -> ``"ynn_fusion"``."""
+  return re.sub(r"(\.\d+)+$", "", name)
 
 
 def profile(step, state, steps: int, trace_dir: str):
@@ -99,9 +100,9 @@ def profile(step, state, steps: int, trace_dir: str):
   ns, count = collections.Counter(), collections.Counter()
   for plane in ProfileData.from_file(files[0]).planes:
     for line in plane.lines:
-      # XLA's worker threads ("tf_XLAEigen/..." on CPU) carry one event per operation; the
-      # executor's own spans and the Python thread's are left out.
-      if not line.name.startswith("tf_XLA") or "PjRt" in line.name:
+      # XLA's threads ("tf_XLA...") carry one event per operation; the Python thread's
+      # events (the script's own calls) are left out.
+      if not line.name.startswith("tf_XLA"):
         continue
       for event in line.events:
         if "::" in event.name or event.name.startswith("end: "):
@@ -110,6 +111,11 @@ def profile(step, state, steps: int, trace_dir: str):
           continue
         ns[kind(event.name)] += event.duration_ns
         count[kind(event.name)] += 1
+  if not ns:
+    raise RuntimeError(
+        f"the trace in {trace_dir} has no per-operation events of XLA's CPU threads; "
+        f"profile_step.py reads XLA:CPU traces only (backend here: {jax.default_backend()}). "
+        "Run it with JAX_PLATFORMS=cpu.")
   table = {k: (ns[k] / steps, count[k] / steps) for k in ns}
   return untraced_ms, table
 
@@ -117,20 +123,25 @@ def profile(step, state, steps: int, trace_dir: str):
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("workload", help="a run_all.py workload name, or rl2")
-  parser.add_argument("--conv", default="auto", help="metajax convolution: auto, matmul, xla")
-  parser.add_argument("--batching", default="auto", help="auto, map, vmap, unrolled, chunked")
-  parser.add_argument("--steps", type=int, default=4, help="steps timed and traced")
-  parser.add_argument("--top", type=int, default=20, help="kinds printed")
-  parser.add_argument("--arms", type=int, default=5)
-  parser.add_argument("--pulls", type=int, default=10)
-  parser.add_argument("--hidden", type=int, default=64)
-  parser.add_argument("--tasks", type=int, default=128, help="RL² trials per PPO step")
+  parser.add_argument("--conv", default="auto", choices=("auto", "matmul", "xla"),
+                      help="metajax convolution of the Conv-4/ResNet-12 workloads (default auto)")
+  parser.add_argument("--batching", default="auto", choices=("auto", "map", "vmap", "unrolled"),
+                      help="task batching of the suite workloads (default auto)")
+  parser.add_argument("--steps", type=int, default=4, help="steps timed and traced (default 4)")
+  parser.add_argument("--top", type=int, default=20, help="kinds printed (default 20)")
+  parser.add_argument("--arms", type=int, default=5, help="rl2 only: bandit arms (default 5)")
+  parser.add_argument("--pulls", type=int, default=10,
+                      help="rl2 only: pulls per trial (default 10)")
+  parser.add_argument("--hidden", type=int, default=64, help="rl2 only: GRU width (default 64)")
+  parser.add_argument("--tasks", type=int, default=128,
+                      help="rl2 only: trials per PPO step (default 128)")
   args = parser.parse_args()
-  if args.steps < 1:
-    parser.error(f"--steps must be at least 1, got {args.steps}")
-  flags = os.environ.get("XLA_FLAGS", "")
-  if "xla_cpu_enable_xprof_traceme" not in flags:
-    os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_enable_xprof_traceme=true").strip()
+  for name in ("steps", "top", "arms", "pulls", "hidden", "tasks"):
+    if getattr(args, name) < 1:
+      parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+  if args.workload == "rl2" and (args.conv, args.batching) != ("auto", "auto"):
+    parser.error("--conv and --batching apply to the suite workloads, not to rl2; leave them out")
+  load = os.getloadavg()[0]
   if args.workload != "rl2":
     sys.path.insert(0, str(HERE))
     import _workloads
@@ -145,10 +156,10 @@ def main() -> None:
     untraced_ms, table = profile(step, state, args.steps, trace_dir)
   total_ns = sum(ns for ns, _ in table.values())
   operations = sum(n for _, n in table.values())
-  print(f"{args.workload} on {jax.devices()[0].device_kind} ({os.cpu_count()} CPUs), "
-        f"load average {os.getloadavg()[0]:.1f}")
+  print(f"{args.workload} on {jax.devices()[0].device_kind} "
+        f"({len(os.sched_getaffinity(0))} CPUs usable), load average {load:.1f} before")
   print(f"untraced step {untraced_ms:.1f} ms; {operations:,.0f} XLA operations per step "
-        f"({untraced_ms * 1e3 / max(operations, 1):.2f} us each on average untraced); "
+        f"(untraced wall time per operation {untraced_ms * 1e3 / max(operations, 1):.2f} us); "
         f"traced operation time {total_ns / 1e6:.1f} ms per step, summed over threads")
   print("| kind | ms per step | operations per step | share |")
   print("|---|---|---|---|")
