@@ -7,8 +7,8 @@ and the kernel gradient alone, for
 
 - ``matmul``: ``metajax.models._conv.conv2d``, the patches-and-matmul convolution that the
   models use on CPU (``conv="auto"``);
-- ``xla``: ``jax.lax.conv_general_dilated`` (on CPU, XLA hands the forward pass and the input
-  gradient to YNNPACK and computes the kernel gradient itself);
+- ``xla``: ``jax.lax.conv_general_dilated`` (on CPU, XLA hands each of the three convolutions
+  to YNNPACK; the kernel gradient becomes one with an output-sized window);
 - ``torch``: ``torch.nn.functional.conv2d`` with autograd (oneDNN), ``--torch-threads`` threads.
 
 Each column is one ``jax.jit`` program. Times are the best of ``--repeats`` calls after a
