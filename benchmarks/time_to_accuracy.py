@@ -36,6 +36,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from run_all import cpu_name  # noqa: E402
 
 WAYS, SHOTS, TRAIN_QUERIES, TEST_QUERIES = 5, 1, 1, 15
 META_BATCH, INNER_LR, TRAIN_STEPS, TEST_STEPS, OUTER_LR = 32, 0.4, 1, 3, 1e-3
@@ -190,7 +191,8 @@ def main() -> None:
 
   def save(table):  # after each framework, so a killed run keeps the finished side
     tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"date": str(datetime.date.today()), "load_average": load,
+    tmp.write_text(json.dumps({"date": str(datetime.date.today()), "cpu": cpu_name(),
+                               "cores": os.cpu_count(), "load_average": load,
                                "command": " ".join(sys.argv), "results": table}, indent=2))
     os.replace(tmp, out)
 
