@@ -454,6 +454,33 @@ def test_rl2_learning_rate_decays_linearly_to_zero():
     rl2(env, episodes=4, learning_rate_decay_steps=1.5)
 
 
+def test_rl2_replay_gru_backward_equals_autodiff_of_the_gru_cell():
+  """The replay's hand-written GRU backward pass gives the cotangents ``jax.vjp`` derives
+  from :func:`gru_cell` (vmapped over the batch), for every parameter, the state and the
+  input, and the same forward output."""
+  from metajax.algorithms.rl2 import _gru_cell_batch, gru_cell, gru_init
+
+  batch, inputs, hidden = 3, 5, 4
+  params = gru_init(jax.random.key(0), inputs, hidden)
+  params["b"] = 0.3 * jax.random.normal(jax.random.key(1), params["b"].shape)
+  params["b_hn"] = 0.3 * jax.random.normal(jax.random.key(2), params["b_hn"].shape)
+  h = jax.random.normal(jax.random.key(3), (batch, hidden))
+  x = jax.random.normal(jax.random.key(4), (batch, inputs))
+  g = jax.random.normal(jax.random.key(5), (batch, hidden))
+  names = ("w_x", "w_h", "b", "b_hn")
+
+  def reference(w_x, w_h, b, b_hn, h, x):
+    cell = dict(zip(names, (w_x, w_h, b, b_hn)))
+    return jax.vmap(lambda hi, xi: gru_cell(cell, hi, xi))(h, x)
+
+  args = (*(params[k] for k in names), h, x)
+  out, vjp = jax.vjp(_gru_cell_batch, *args)
+  out_ref, vjp_ref = jax.vjp(reference, *args)
+  np.testing.assert_allclose(np.asarray(out), np.asarray(out_ref), rtol=1e-6, atol=1e-6)
+  for got, want in zip(vjp(g), vjp_ref(g), strict=True):
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
+
+
 def test_rl_test_tasks_are_the_tasks_the_rl2_test_scores():
   """Baselines scored on ``rl_test_tasks(config)`` face the tasks of the trainer's RL² test,
   ``evaluate(params, key(seed + 2), test_tasks)``; MAML-RL's test draws from the unsplit key."""

@@ -114,6 +114,46 @@ def gru_cell(params: dict[str, Array], h: Array, x: Array) -> Array:
   return (1.0 - z) * n + z * h
 
 
+def _gru_forward(w_x: Array, w_h: Array, b: Array, b_hn: Array, h: Array, x: Array):
+  hidden = h.shape[-1]
+  gx = x @ w_x + b
+  gh = h @ w_h
+  r = jax.nn.sigmoid(gx[:, :hidden] + gh[:, :hidden])
+  z = jax.nn.sigmoid(gx[:, hidden:2 * hidden] + gh[:, hidden:2 * hidden])
+  hn = gh[:, 2 * hidden:] + b_hn
+  n = jnp.tanh(gx[:, 2 * hidden:] + r * hn)
+  return (1.0 - z) * n + z * h, (w_x, w_h, h, x, r, z, n, hn)
+
+
+@jax.custom_vjp
+def _gru_cell_batch(w_x: Array, w_h: Array, b: Array, b_hn: Array, h: Array, x: Array) -> Array:
+  """:func:`gru_cell` on a batch, ``h [B, hidden]``, ``x [B, input_dim]``, with a hand-written
+  backward pass.
+
+  The gradient is the one ``jax.grad`` derives from :func:`gru_cell`, written as one
+  elementwise pass and four matmuls: XLA:CPU otherwise splits the autodiff gate math into
+  several fusions per time step that recompute the gates, and RL²'s replay runs this backward
+  pass once per time step of every PPO minibatch (1.9x faster there, 2026-12-07).
+  Reverse mode only: ``jax.jvp`` through it is refused, as for any ``jax.custom_vjp``.
+  """
+  return _gru_forward(w_x, w_h, b, b_hn, h, x)[0]
+
+
+def _gru_backward(residuals, g):
+  w_x, w_h, h, x, r, z, n, hn = residuals
+  d_n = g * (1.0 - z) * (1.0 - n * n)          # through tanh
+  d_z = g * (h - n) * z * (1.0 - z)            # through the update gate's sigmoid
+  d_r = d_n * hn * r * (1.0 - r)               # through the reset gate's sigmoid
+  d_gx = jnp.concatenate([d_r, d_z, d_n], axis=-1)
+  d_hn = d_n * r
+  d_gh = jnp.concatenate([d_r, d_z, d_hn], axis=-1)
+  return (x.T @ d_gx, h.T @ d_gh, d_gx.sum(0), d_hn.sum(0), g * z + d_gh @ w_h.T,
+          d_gx @ w_x.T)
+
+
+_gru_cell_batch.defvjp(_gru_forward, _gru_backward)
+
+
 def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: int = 64,
         learning_rate: float = 3e-4, gamma: float = 0.99, gae_lambda: float = 0.95,
         clip_eps: float = 0.2, value_coef: float = 0.5, entropy_coef: float = 0.01,
@@ -248,19 +288,23 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     return Trial(*record)
 
   def replay(params, inputs):
-    """Re-runs the GRU over recorded inputs: ``(log_softmax logits, values)``, ``[T, ...]``."""
+    """Re-runs the GRU over recorded trials ``inputs [B, T, ...]``: ``(log_softmax logits,
+    values)``, ``[B, T, ...]``; the whole batch steps together through :func:`_gru_cell_batch`."""
+    gru = params["gru"]
+
     def body(h, x):
-      h = gru_cell(params["gru"], h, x)
+      h = _gru_cell_batch(gru["w_x"], gru["w_h"], gru["b"], gru["b_hn"], h, x)
       return h, heads(params, h)
 
-    _, (logits, values) = jax.lax.scan(body, jnp.zeros((hidden,)), inputs)
-    return jax.nn.log_softmax(logits), values
+    h0 = jnp.zeros((inputs.shape[0], hidden), inputs.dtype)
+    _, (logits, values) = jax.lax.scan(body, h0, jnp.swapaxes(inputs, 0, 1))
+    return jax.nn.log_softmax(jnp.swapaxes(logits, 0, 1)), jnp.swapaxes(values, 0, 1)
 
   dones = jnp.zeros((trial_length,)).at[-1].set(1.0)
 
   def minibatch_loss(params, batch):
     trials, advantages, returns = batch
-    log_probs_all, values = jax.vmap(replay, in_axes=(None, 0))(params, trials.inputs)
+    log_probs_all, values = replay(params, trials.inputs)
     log_probs = jnp.take_along_axis(log_probs_all, trials.actions[..., None], axis=-1)[..., 0]
     entropy = -jnp.sum(jnp.exp(log_probs_all) * log_probs_all, axis=-1)
     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
