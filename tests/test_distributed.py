@@ -157,8 +157,10 @@ def _free_port() -> int:
 
 # Gloo (JAX's CPU collectives) reports each connection on stdout from its own threads, e.g.
 # "[Gloo] Rank 1 is connected to 3 peer ranks. Expected number of connected peer ranks is : 3";
-# two reports written at once can split a line, so a fragment need not start with "[Gloo]".
-_GLOO_REPORT = re.compile(r"^\[Gloo\]|peer ranks")
+# two reports written at once can split a line, so a fragment need not start with "[Gloo]",
+# and a report's last number can land on a line of its own ("3": seen in a clean-clone CI run on
+# 2026-12-07). metajax itself never prints a bare number.
+_GLOO_REPORT = re.compile(r"^\[Gloo\]|peer ranks|^\s*\d+\s*$")
 
 
 def _own_lines(stdout: str) -> list[str]:
