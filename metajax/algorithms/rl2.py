@@ -104,24 +104,19 @@ def gru_init(key: PRNGKey, input_dim: int, hidden: int) -> dict[str, Array]:
 
 
 def gru_cell(params: dict[str, Array], h: Array, x: Array) -> Array:
-  """One GRU step: ``h' = (1 - z) n + z h``."""
-  hidden = h.shape[-1]
-  gx = x @ params["w_x"] + params["b"]
-  gh = h @ params["w_h"]
-  r = jax.nn.sigmoid(gx[..., :hidden] + gh[..., :hidden])
-  z = jax.nn.sigmoid(gx[..., hidden:2 * hidden] + gh[..., hidden:2 * hidden])
-  n = jnp.tanh(gx[..., 2 * hidden:] + r * (gh[..., 2 * hidden:] + params["b_hn"]))
-  return (1.0 - z) * n + z * h
+  """One GRU step: ``h' = (1 - z) n + z h``; ``h [..., hidden]``, ``x [..., input_dim]``."""
+  return _gru_forward(params["w_x"], params["w_h"], params["b"], params["b_hn"], h, x)[0]
 
 
 def _gru_forward(w_x: Array, w_h: Array, b: Array, b_hn: Array, h: Array, x: Array):
+  """The GRU gates and new state, and the residuals :func:`_gru_backward` needs."""
   hidden = h.shape[-1]
   gx = x @ w_x + b
   gh = h @ w_h
-  r = jax.nn.sigmoid(gx[:, :hidden] + gh[:, :hidden])
-  z = jax.nn.sigmoid(gx[:, hidden:2 * hidden] + gh[:, hidden:2 * hidden])
-  hn = gh[:, 2 * hidden:] + b_hn
-  n = jnp.tanh(gx[:, 2 * hidden:] + r * hn)
+  r = jax.nn.sigmoid(gx[..., :hidden] + gh[..., :hidden])
+  z = jax.nn.sigmoid(gx[..., hidden:2 * hidden] + gh[..., hidden:2 * hidden])
+  hn = gh[..., 2 * hidden:] + b_hn
+  n = jnp.tanh(gx[..., 2 * hidden:] + r * hn)
   return (1.0 - z) * n + z * h, (w_x, w_h, h, x, r, z, n, hn)
 
 
