@@ -9,7 +9,7 @@ Command:   metajax train configs/rl2_tabular_mdp.py:n10 [meta_steps=400]
 Settings:  n10, n25, n50, n75, n100 (episodes per trial, as RL² Table 2).
 Runtime:   n10: about 1 PPO step/s on one core of the 2-core CPU (256 trials of 100 steps).
 Result:    n10, stopped at step 2,250 of 3,000 (38 min on one core): 124.47 +- 1.76 total
-           reward per trial on 1,000 fresh MDPs (greedy actions 125.01 +- 1.78), against
+           reward per trial on 1,000 fresh MDPs (greedy actions 125.01 +- 1.77), against
            random 101.24, PSRL 134.57, greedy (posterior mean) 155.84 and the oracle 219.55 on
            the same MDPs (benchmarks/results/rl2_tabular_mdp_*.json): below the baselines;
            see docs/guide/meta_rl.md. n25, 1,500 steps (47 min on one core): 316.14 +- 4.11
