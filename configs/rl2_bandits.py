@@ -8,13 +8,16 @@ the total reward per trial on 1,000 fresh tasks (mean +- 95% CI); compare with t
 Command:   metajax train configs/rl2_bandits.py:k5n10 [meta_steps=2000]
            python benchmarks/rl2_bandits.py --run runs/rl2_bandits_k5n100   # vs the baselines
 Settings:  k5n10, k10n10, k5n100, k10n100, k50n100 (RL² Table 1 rows; n=500 is left out).
-Runtime:   k5n10 compiles in ~30 s and then runs ~100-300 PPO steps/s on a loaded 2-core CPU
-           (128 trials of 10 pulls a step); k5n100 ~2.6-2.9 PPO steps/s on one core (4,500
-           steps in 29 min).
+Runtime:   k5n10 (128 trials of 10 pulls a step) compiles in ~30 s, then runs ~97 PPO steps/s
+           on the quiet 2-core Intel Xeon (bench_rl2.py, 2026-12-07) and ~14 at load average 19
+           (2,470 steps in 3 min). k5n100: ~3 PPO steps/s on one core (4,500 steps in 25-29
+           min) before the 12-07 GRU backward pass, which cut its PPO step 1.44x (381 -> 264
+           ms on both cores); with hidden=256, ~1 PPO step/s on one core (6,000 steps in 98
+           min, the other core training too).
 Result:    k5n10 with these settings, trained 2,470 steps (3 min, load average 19) by
            benchmarks/rl2_bandits.py, on the same 2,000 fresh tasks (mean +- 95% CI):
            RL² 6.60 +- 0.10, Bayes-optimal (exact DP) 6.68 +- 0.10 (expectation 6.660),
-           Thompson 5.80 +- 0.09, UCB1 5.69 +- 0.09, random 4.96 +- 0.09
+           Thompson 5.80 +- 0.09, UCB1 5.69 +- 0.08, random 4.96 +- 0.09
            (benchmarks/results/rl2_bandits_k5n10.json).
            k5n100 with these settings, 4,500 steps (29 min on one core; its own test 75.57 +-
            1.12 on 1,000 tasks), scored by ``benchmarks/rl2_bandits.py --run`` on the
@@ -24,7 +27,8 @@ Result:    k5n10 with these settings, trained 2,470 steps (3 min, load average 1
            2,500 steps (19 min): 78.83 +- 0.66 (greedy 80.12 +- 0.63) against Gittins 83.64
            +- 0.53 and Thompson 77.01 +- 0.50 (rl2_bandits_k10n100_run2500.json).
            The RL² paper reports 78.7 (k=5) and 83.5 (k=10) at n=100, after far longer TRPO
-           training with GRU 256.
+           training with GRU 256. GRU 256 here (k5n100, time_input=True, 6,000 steps): 75.16
+           +- 0.78, no better than GRU 128 (rl2_bandits_k5n100_h256_time_run6000.json).
 """
 
 from metajax.train.rl import RLConfig
