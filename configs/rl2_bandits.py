@@ -28,7 +28,8 @@ Result:    k5n10 with these settings, trained 2,470 steps (3 min, load average 1
            +- 0.53 and Thompson 77.01 +- 0.50 (rl2_bandits_k10n100_run2500.json).
            The RL² paper reports 78.7 (k=5) and 83.5 (k=10) at n=100, after far longer TRPO
            training with GRU 256. GRU 256 here (k5n100, time_input=True, 6,000 steps): 75.16
-           +- 0.78, no better than GRU 128 (rl2_bandits_k5n100_h256_time_run6000.json).
+           +- 0.78, no better than GRU 128 (rl2_bandits_k5n100_h256_time_run6000.json);
+           k10n100, 5,000 steps: 78.37 +- 0.67 (rl2_bandits_k10n100_h256_time_run5000.json).
 """
 
 from metajax.train.rl import RLConfig
