@@ -28,6 +28,9 @@ class Trial(NamedTuple):
     log_probs: ``[T]`` their log-probabilities under the policy that acted.
     values: ``[T]`` the value predictions.
     rewards: ``[T]`` rewards received.
+    expected_rewards: ``[T]`` the environment's expected reward of each step given everything
+      before it, ``info["expected_reward"]`` (a copy of ``rewards`` where the environment
+      does not report one).
 
   Example:
     >>> import jax, metajax.envs as envs
@@ -49,6 +52,7 @@ class Trial(NamedTuple):
   log_probs: Array
   values: Array
   rewards: Array
+  expected_rewards: Array
 
 
 class RL2(NamedTuple):
@@ -149,12 +153,31 @@ def _gru_backward(residuals, g):
 _gru_cell_batch.defvjp(_gru_forward, _gru_backward)
 
 
+def _check_expected_reward(env: Environment) -> None:
+  """Raises unless ``env.step`` reports a scalar ``info["expected_reward"]`` (checked on shapes;
+  nothing runs)."""
+  def one_step(key):
+    task = env.sample_task(key)
+    _, state = env.reset(key, task)
+    return env.step(key, state, jnp.zeros((), jnp.int32), task)[4]
+
+  info = jax.eval_shape(one_step, jax.random.key(0))
+  found = info.get("expected_reward") if isinstance(info, dict) else None
+  if found is None or found.shape != ():
+    raise ValueError(
+        f"expected_rewards=True needs {env.name}'s step to report info['expected_reward'], the "
+        f"scalar expected reward of the step, but its info is {info!r}; add it to the "
+        "environment's step (bernoulli_bandit and tabular_mdp report it) or leave "
+        "expected_rewards=False."
+    )
+
+
 def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: int = 64,
         learning_rate: float = 3e-4, gamma: float = 0.99, gae_lambda: float = 0.95,
         clip_eps: float = 0.2, value_coef: float = 0.5, entropy_coef: float = 0.01,
         epochs: int = 4, minibatches: int = 4, max_grad_norm: float = 0.5,
         reward_scale: float = 1.0, time_input: bool = False,
-        learning_rate_decay_steps: int | None = None) -> RL2:
+        learning_rate_decay_steps: int | None = None, expected_rewards: bool = False) -> RL2:
   """RL² (Duan et al., 2016): a GRU policy whose hidden state is the fast learner.
 
   At each step the GRU sees ``(observation, one-hot previous action, previous
@@ -188,9 +211,22 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     learning_rate_decay_steps: decay the learning rate linearly from ``learning_rate`` to zero
       over this many training (PPO) steps, then keep it at zero (PPO's annealing, Schulman et
       al. 2017); ``None`` keeps it constant. Set it to the run's ``meta_steps``.
+    expected_rewards: compute the advantages and value targets from the environment's
+      expected reward of each step, ``info["expected_reward"]`` (a bandit arm's mean, an
+      MDP's ``r(s, a)``), instead of the sampled reward; the GRU still sees the sampled
+      reward. Not in the paper. The policy gradient stays unbiased, because the expected
+      reward is the sampled one's conditional mean given everything the score terms of
+      that step and the steps before it depend on, and it drops the reward noise from the
+      returns (the noise of the policy's own actions remains). Training-time privileged
+      information: the policy never sees it.
 
   Returns:
     An :class:`RL2`.
+
+  Raises:
+    ValueError: a non-discrete action space; ``tasks_per_step`` not divisible by
+      ``minibatches``; ``expected_rewards=True`` with an environment whose ``step`` reports
+      no ``info["expected_reward"]``.
 
   Example:
     >>> import jax, metajax.envs as envs
@@ -222,6 +258,10 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
         "PPO splits the trials of a step into equal minibatches, so pick a divisor."
     )
   check_positive(learning_rate, "learning_rate")
+  if not isinstance(expected_rewards, bool):
+    raise TypeError(f"expected_rewards={expected_rewards!r} must be True or False")
+  if expected_rewards:
+    _check_expected_reward(env)
   n_actions = env.action_space.n
   obs_dim = int(math.prod(env.observation_space.shape))
   if not isinstance(time_input, bool):
@@ -267,14 +307,15 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
       action = (jnp.argmax(logits) if greedy else jax.random.categorical(k_act, logits)
                 ).astype(jnp.int32)
       log_prob = jax.nn.log_softmax(logits)[action]
-      obs_next, env_state_next, reward, done, _ = env.step(k_env, env_state, action, task)
+      obs_next, env_state_next, reward, done, info = env.step(k_env, env_state, action, task)
       obs_reset, env_state_reset = env.reset(k_reset, task)
       env_state_next = jax.tree.map(lambda a, b: jnp.where(done, a, b), env_state_reset,
                                     env_state_next)
       obs_next = jnp.where(done, obs_reset, obs_next)
       reward = jnp.asarray(reward, jnp.float32)
+      expected = jnp.asarray(info.get("expected_reward", reward), jnp.float32)
       carry = (env_state_next, obs_next, h, action, reward, jnp.asarray(done, jnp.float32))
-      return carry, (x, action, log_prob, value, reward)
+      return carry, (x, action, log_prob, value, reward, expected)
 
     carry = (env_state, obs, jnp.zeros((hidden,)), jnp.zeros((), jnp.int32),
              jnp.zeros(()), jnp.zeros(()))
@@ -317,7 +358,8 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
         state.params, tasks, jax.random.split(k_roll, tasks_per_step))
     advantages, returns = jax.vmap(
         lambda r, v: gae_advantages(reward_scale * r, v, dones, jnp.zeros(()), gamma=gamma,
-                                    gae_lambda=gae_lambda))(trials.rewards, trials.values)
+                                    gae_lambda=gae_lambda)
+    )(trials.expected_rewards if expected_rewards else trials.rewards, trials.values)
     data = (trials, advantages, returns)
     size = tasks_per_step // minibatches
 

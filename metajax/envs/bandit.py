@@ -32,7 +32,9 @@ def bernoulli_bandit(*, arms: int = 5, pulls: int = 10) -> Environment:
   ``pulls`` episodes on the same task, so :attr:`Environment.episode_length` is 1
   and a trial is ``pulls`` episodes (recorded in the environment's name; rollouts
   take the episode count as an argument). The observation is a constant ``[1.0]``: everything the
-  agent learns comes through the previous action and reward.
+  agent learns comes through the previous action and reward. ``step``'s ``info`` holds
+  ``"expected_reward"``, the pulled arm's mean (what ``rl2(..., expected_rewards=True)``
+  trains on).
 
   Args:
     arms: number of arms ``k``.
@@ -62,8 +64,10 @@ def bernoulli_bandit(*, arms: int = 5, pulls: int = 10) -> Environment:
     return jnp.ones((1,), jnp.float32), jnp.zeros((), jnp.int32)
 
   def step(key, state, action, task):
-    reward = jax.random.bernoulli(key, task.means[action]).astype(jnp.float32)
-    return jnp.ones((1,), jnp.float32), state + 1, reward, jnp.array(True), {}
+    mean = task.means[action]
+    reward = jax.random.bernoulli(key, mean).astype(jnp.float32)
+    return (jnp.ones((1,), jnp.float32), state + 1, reward, jnp.array(True),
+            {"expected_reward": mean.astype(jnp.float32)})
 
   return Environment(reset=reset, step=step, sample_task=sample_task,
                      observation_space=Box(0.0, 1.0, (1,)), action_space=Discrete(arms),

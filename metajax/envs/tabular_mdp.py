@@ -35,6 +35,8 @@ def tabular_mdp(*, states: int = 10, actions: int = 5, episode_length: int = 10,
   ``r(s, a) ~ N(reward_mean, 1)``; a step from ``s`` with action ``a`` pays
   ``N(r(s, a), reward_std^2)`` and moves to ``s' ~ P(.|s, a)``. Episodes start in
   state 0 and last ``episode_length`` steps; the observation is the one-hot state.
+  ``step``'s ``info`` holds ``"expected_reward"``, ``r(s, a)`` (what
+  ``rl2(..., expected_rewards=True)`` trains on).
   The defaults (10 states, 5 actions, 10-step episodes, N(1, 1) means, unit reward
   noise) follow our reading of RL² Section 3.2, which follows the random-MDP
   set-up of PSRL (Osband et al., 2013); the start state is our choice (the paper
@@ -81,11 +83,12 @@ def tabular_mdp(*, states: int = 10, actions: int = 5, episode_length: int = 10,
   def step(key, env_state, action, task):
     s, t = env_state
     k_r, k_s = jax.random.split(key)
-    reward = task.mean_rewards[s, action] + reward_std * jax.random.normal(k_r)
+    mean = task.mean_rewards[s, action]
+    reward = mean + reward_std * jax.random.normal(k_r)
     s_next = jax.random.categorical(k_s, jnp.log(task.transitions[s, action]))
     t = t + 1
     return (observe(s_next), (s_next.astype(jnp.int32), t), reward.astype(jnp.float32),
-            t >= episode_length, {})
+            t >= episode_length, {"expected_reward": mean.astype(jnp.float32)})
 
   return Environment(reset=reset, step=step, sample_task=sample_task,
                      observation_space=Box(0.0, 1.0, (states,)), action_space=Discrete(actions),
