@@ -15,7 +15,9 @@ Result:    n10, stopped at step 2,250 of 3,000 (38 min on one core): 124.47 +- 1
            see docs/guide/meta_rl.md. n25, 1,500 steps (47 min on one core): 316.14 +- 4.11
            (greedy actions 312.81 +- 4.23) against random 251.66, PSRL 406.94 and greedy
            436.95 (rl2_tabular_mdp_n25_1500steps.json). n10 with gamma=1.0, 3,000 steps (33
-           min): 123.06 +- 1.80, no gain (rl2_tabular_mdp_n10_gamma1_3000steps.json).
+           min): 123.06 +- 1.80, no gain (rl2_tabular_mdp_n10_gamma1_3000steps.json); nor
+           with 512 trials per step, 3,000 steps (62 min): 125.41 +- 1.78
+           (rl2_tabular_mdp_n10_b512_3000steps.json).
            n50 and above not trained.
 """
 
