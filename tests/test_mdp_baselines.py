@@ -195,6 +195,29 @@ def test_greedy_breaks_ties_at_random_and_epsilon_one_is_uniform():
     np.testing.assert_allclose(freq, 0.25, atol=0.01)
 
 
+def test_myopic_is_greedy_with_a_one_step_horizon_and_repeats_it_every_step():
+  """On a random belief (some pairs untried, so ties too), myopic's choice equals greedy's
+  backward induction cut to one step, drawn with the same generator, at every step index."""
+  rng = np.random.default_rng(3)
+  visits = rng.integers(0, 3, (50, 4, 3))
+  counts = np.zeros((50, 4, 3, 4), np.int64)
+  for t, s, a in zip(*np.nonzero(visits)):
+    counts[t, s, a] = rng.multinomial(visits[t, s, a], np.full(4, 0.25))
+  sums = rng.normal(1.0, 1.5, visits.shape) * visits
+  one_step = mb.greedy()(_belief(counts, sums, visits, 1), np.random.default_rng(7))
+  actions = mb.myopic()(_belief(counts, sums, visits, 5), np.random.default_rng(7))
+  assert actions.shape == (50, 5, 4)
+  np.testing.assert_array_equal(actions, np.repeat(one_step, 5, axis=1))
+  assert (visits == 0).any() and len(np.unique(actions)) == 3
+
+
+def test_myopic_lands_far_above_random_and_below_the_oracle_on_200_mdps(tasks200):
+  random_mean, random_half = mean_ci(mb.play(tasks200, 10, mb.random_policy, seed=1))
+  myopic_mean, myopic_half = mean_ci(mb.play(tasks200, 10, mb.myopic(), seed=1))
+  assert myopic_mean - random_mean > 30 > 3 * math.hypot(myopic_half, random_half)
+  assert myopic_mean < 10 * mb.oracle_value(tasks200).mean() - 40
+
+
 def test_bad_inputs_raise_with_the_rule_and_the_fix():
   tasks = _random_mdps(3, 10, 5, seed=0)
   one = (tasks[0][0], tasks[1][0])

@@ -512,6 +512,29 @@ def test_rl2_time_input_feeds_the_fraction_of_the_trial_elapsed():
     rl2(env, episodes=4, time_input=1)
 
 
+def test_rl2_previous_observation_feeds_the_state_each_action_was_taken_in():
+  """``previous_observation=True`` appends, at step t, the observation of step t-1 (zeros at
+  t=0), also across episode boundaries, where the current observation is the reset state; the
+  rest of each input is unchanged and a non-bool is refused."""
+  env = envs.tabular_mdp(states=4, actions=2, episode_length=3)
+  plain = rl2(env, episodes=3, hidden=4, tasks_per_step=2, minibatches=1)
+  paired = rl2(env, episodes=3, hidden=4, tasks_per_step=2, minibatches=1,
+               previous_observation=True)
+  task = env.sample_task(jax.random.key(0))
+  trial = paired.rollout(paired.init(jax.random.key(0)).params, task, jax.random.key(1))
+  inputs = np.asarray(trial.inputs)
+  current, before = inputs[:, :4], inputs[:, -4:]
+  np.testing.assert_array_equal(before[0], np.zeros(4))
+  np.testing.assert_array_equal(before[1:], current[:-1])
+  # Episodes restart in state 0 at t = 3 and 6, while the state before is where the last
+  # action of the episode was taken.
+  np.testing.assert_array_equal(current[[0, 3, 6]].argmax(-1), [0, 0, 0])
+  base = plain.rollout(plain.init(jax.random.key(0)).params, task, jax.random.key(1))
+  assert inputs.shape[-1] == base.inputs.shape[-1] + 4
+  with pytest.raises(TypeError, match="previous_observation"):
+    rl2(env, episodes=3, previous_observation=1)
+
+
 def test_expected_reward_policy_gradient_is_unbiased_with_less_variance_by_enumeration():
   """What ``rl2(..., expected_rewards=True)`` relies on, checked exactly on a GRU policy (rl2's
   ``gru_cell``) over 3 pulls of a 2-armed Bernoulli bandit, all 4^3 (action, reward) histories

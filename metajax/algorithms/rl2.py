@@ -177,7 +177,8 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
         clip_eps: float = 0.2, value_coef: float = 0.5, entropy_coef: float = 0.01,
         epochs: int = 4, minibatches: int = 4, max_grad_norm: float = 0.5,
         reward_scale: float = 1.0, time_input: bool = False,
-        learning_rate_decay_steps: int | None = None, expected_rewards: bool = False) -> RL2:
+        learning_rate_decay_steps: int | None = None, expected_rewards: bool = False,
+        previous_observation: bool = False) -> RL2:
   """RL² (Duan et al., 2016): a GRU policy whose hidden state is the fast learner.
 
   At each step the GRU sees ``(observation, one-hot previous action, previous
@@ -219,6 +220,11 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
       that step and the steps before it depend on, and it drops the reward noise from the
       returns (the noise of the policy's own actions remains). Training-time privileged
       information: the policy never sees it.
+    previous_observation: also feed the GRU the observation at which the previous action was
+      taken (zeros at the start of a trial), so each input holds a whole transition
+      ``(s, a, r, s')`` and the GRU need not carry ``s`` over a step to know which
+      state-action pair a reward belongs to. Not in the paper, whose input is
+      ``(s', a, r, d)``; VariBAD's encoder (Zintgraf et al., 2020) reads transitions so.
 
   Returns:
     An :class:`RL2`.
@@ -266,7 +272,9 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
   obs_dim = int(math.prod(env.observation_space.shape))
   if not isinstance(time_input, bool):
     raise TypeError(f"time_input={time_input!r} must be True or False")
-  input_dim = obs_dim + n_actions + 2 + int(time_input)
+  if not isinstance(previous_observation, bool):
+    raise TypeError(f"previous_observation={previous_observation!r} must be True or False")
+  input_dim = obs_dim + n_actions + 2 + int(time_input) + obs_dim * int(previous_observation)
   trial_length = episodes * env.episode_length
   rate = learning_rate
   if learning_rate_decay_steps is not None:
@@ -296,12 +304,14 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
 
     def body(carry, step):
       step_key, t = step
-      env_state, obs, h, prev_action, prev_reward, prev_done = carry
+      env_state, obs, h, prev_action, prev_reward, prev_done, prev_obs = carry
       k_act, k_env, k_reset = jax.random.split(step_key, 3)
       clock = [(t / trial_length)[None]] if time_input else []
-      x = jnp.concatenate([jnp.reshape(obs, (obs_dim,)),
-                           jax.nn.one_hot(prev_action, n_actions),
-                           prev_reward[None], prev_done[None], *clock]).astype(jnp.float32)
+      before = [prev_obs] if previous_observation else []
+      obs = jnp.reshape(obs, (obs_dim,)).astype(jnp.float32)
+      x = jnp.concatenate([obs, jax.nn.one_hot(prev_action, n_actions),
+                           prev_reward[None], prev_done[None], *clock, *before]
+                          ).astype(jnp.float32)
       h = gru_cell(params["gru"], h, x)
       logits, value = heads(params, h)
       action = (jnp.argmax(logits) if greedy else jax.random.categorical(k_act, logits)
@@ -314,11 +324,12 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
       obs_next = jnp.where(done, obs_reset, obs_next)
       reward = jnp.asarray(reward, jnp.float32)
       expected = jnp.asarray(info.get("expected_reward", reward), jnp.float32)
-      carry = (env_state_next, obs_next, h, action, reward, jnp.asarray(done, jnp.float32))
+      carry = (env_state_next, obs_next, h, action, reward, jnp.asarray(done, jnp.float32),
+               obs)
       return carry, (x, action, log_prob, value, reward, expected)
 
     carry = (env_state, obs, jnp.zeros((hidden,)), jnp.zeros((), jnp.int32),
-             jnp.zeros(()), jnp.zeros(()))
+             jnp.zeros(()), jnp.zeros(()), jnp.zeros((obs_dim,), jnp.float32))
     _, record = jax.lax.scan(body, carry, (jax.random.split(k_steps, trial_length),
                                            jnp.arange(trial_length, dtype=jnp.float32)))
     return Trial(*record)

@@ -1,4 +1,4 @@
-"""Reference strategies for random tabular MDPs: random, oracle, PSRL, greedy and epsilon-greedy.
+"""Reference strategies for random tabular MDPs: random, oracle, PSRL, (epsilon-)greedy, myopic.
 
 Host-side NumPy, vectorised over tasks: the yardsticks RL² is measured against on random MDPs
 (RL² Section 3.2, Table 2), run on the *same* MDPs as the learner, i.e. the
@@ -459,6 +459,43 @@ def epsilon_greedy(epsilon: float, *, reward_mean: float = 1.0, prior_std: float
       explore = rng.random(policy.shape) < epsilon
       policy = np.where(explore, rng.integers(0, transitions.shape[2], policy.shape), policy)
     return policy
+
+  return choose
+
+
+def myopic(*, reward_mean: float = 1.0, prior_std: float = 1.0,
+           reward_std: float = 1.0) -> Strategy:
+  """The action of highest posterior-mean reward in each state, ignoring where it leads.
+
+  :func:`greedy` with a one-step horizon: the policy never weighs the next state, so it shows
+  what the reward statistics alone are worth (on ``tabular_mdp``'s defaults, most of greedy's
+  lead over random). Re-chosen at the start of each episode like the other strategies; ties
+  (e.g. untried actions, which keep the prior mean) are broken at random.
+
+  Args:
+    reward_mean, prior_std, reward_std: the prior and the reward noise, as
+      :func:`posterior`.
+
+  Returns:
+    ``choose(belief, rng) -> policy`` for :func:`play`.
+
+  Raises:
+    ValueError: if a prior parameter is invalid.
+
+  Example:
+    >>> import jax, metajax.envs as envs
+    >>> tasks = envs.sample_tasks(envs.tabular_mdp(), jax.random.key(0), 20)
+    >>> play(tasks, 5, myopic()).shape
+    (20,)
+  """
+  prior = dict(reward_mean=reward_mean, prior_std=prior_std, reward_std=reward_std)
+  posterior(_empty_belief(), **prior)
+
+  def choose(belief: Belief, rng: np.random.Generator) -> np.ndarray:
+    q = posterior(belief, **prior).reward_mean
+    # The same 1e-9 tie-breaking jitter as _solve.
+    best = np.argmax(q + 1e-9 * rng.random(q.shape), axis=-1)
+    return np.repeat(best[:, None, :], belief.episode_length, axis=1)
 
   return choose
 
