@@ -239,5 +239,7 @@ def test_bad_inputs_raise_with_the_rule_and_the_fix():
     mb.epsilon_greedy(1.5)
   with pytest.raises(ValueError, match="prior_std"):
     mb.psrl(prior_std=0.0)
+  with pytest.raises(ValueError, match="reward_std must be a finite number > 0, got 0.0"):
+    mb.myopic(reward_std=0.0)
   with pytest.raises(ValueError, match="probability vector"):
     mb.oracle_value((np.full((1, 2, 2, 2), 0.7), np.zeros((1, 2, 2))))

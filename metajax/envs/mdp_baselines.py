@@ -492,10 +492,10 @@ def myopic(*, reward_mean: float = 1.0, prior_std: float = 1.0,
   posterior(_empty_belief(), **prior)
 
   def choose(belief: Belief, rng: np.random.Generator) -> np.ndarray:
-    q = posterior(belief, **prior).reward_mean
-    # The same 1e-9 tie-breaking jitter as _solve.
-    best = np.argmax(q + 1e-9 * rng.random(q.shape), axis=-1)
-    return np.repeat(best[:, None, :], belief.episode_length, axis=1)
+    post = posterior(belief, **prior)
+    transitions = post.dirichlet / post.dirichlet.sum(-1, keepdims=True)
+    best = _solve(transitions, post.reward_mean, 1, rng)[0]  # [tasks, 1, states]
+    return np.repeat(best, belief.episode_length, axis=1)
 
   return choose
 
