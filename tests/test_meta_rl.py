@@ -454,6 +454,34 @@ def test_rl2_learning_rate_decays_linearly_to_zero():
     rl2(env, episodes=4, learning_rate_decay_steps=1.5)
 
 
+def test_rl2_learning_rate_decay_begin_keeps_the_constant_rate_until_then():
+  """``learning_rate_decay_begin=2``: the first two training steps equal a constant-rate run's
+  bit for bit (what lets a run decay after a constant-rate phase); in step 3 the rate falls
+  (2 updates of rates 1e-2, 5e-3) and after step 3 it is zero."""
+  env = envs.bernoulli_bandit(arms=2, pulls=4)
+  kwargs = dict(episodes=4, hidden=4, tasks_per_step=4, minibatches=2, epochs=1,
+                learning_rate=1e-2)
+  constant = rl2(env, **kwargs)
+  delayed = rl2(env, learning_rate_decay_steps=1, learning_rate_decay_begin=2, **kwargs)
+  flat = {}
+  for name, learner in (("constant", constant), ("delayed", delayed)):
+    state = learner.init(jax.random.key(0))
+    flat[name] = [np.asarray(ravel_pytree(state.params)[0])]
+    for _ in range(4):  # the step donates its input state: copy the params out first
+      state = learner.train_step(state, jax.random.key(1))[0]
+      flat[name].append(np.asarray(ravel_pytree(state.params)[0]))
+  for step in range(3):
+    np.testing.assert_array_equal(flat["delayed"][step], flat["constant"][step])
+  moves = {name: [float(np.abs(b - a).max()) for a, b in zip(f, f[1:])]
+           for name, f in flat.items()}
+  assert 0 < moves["delayed"][2] < moves["constant"][2], moves
+  assert moves["delayed"][3] == 0.0 < moves["constant"][3], moves
+  with pytest.raises(ValueError, match="learning_rate_decay_begin=5 needs learning_rate_decay_s"):
+    rl2(env, episodes=4, learning_rate_decay_begin=5)
+  with pytest.raises(ValueError, match="learning_rate_decay_begin must be >= 0"):
+    rl2(env, episodes=4, learning_rate_decay_steps=2, learning_rate_decay_begin=-1)
+
+
 def test_rl2_replay_gru_backward_equals_autodiff_of_the_gru_cell():
   """The replay's hand-written GRU backward pass gives the cotangents ``jax.vjp`` derives
   from :func:`gru_cell` (vmapped over the batch), for every parameter, the state and the
@@ -676,3 +704,44 @@ def test_cli_trains_rl2_and_resumes_bit_identically(tmp_path, capsys):
   shutil.rmtree(run / "checkpoints" / "6")  # as if killed between steps 3 and 6
   assert main(args) == 0
   assert read_metrics(run) == first
+
+
+def test_a_branched_rl2_run_ends_where_the_decaying_run_from_scratch_does(tmp_path):
+  """``branch_rl_run``: a constant-rate run's step-2 checkpoint, branched into a config that
+  decays from step 2, trains to the same step-4 state (digest) and metrics as that config run
+  from step 0, and differs from the constant-rate run; other config changes are refused."""
+  from metajax.train import branch_rl_run, load_config, train_rl
+  from metajax.train.checkpoint import Checkpointer, state_digest
+  from metajax.train.metrics_log import read_metrics
+  from metajax.train.rl import _build_run
+
+  tiny = ["env_kwargs.arms=2", "episodes=3", "algorithm_kwargs.hidden=4",
+          "algorithm_kwargs.tasks_per_step=4", "algorithm_kwargs.minibatches=2",
+          "algorithm_kwargs.epochs=1", "test_tasks=10", "log_every=1", "checkpoint_every=2"]
+  decay = ["algorithm_kwargs.learning_rate_decay_begin=2",
+           "algorithm_kwargs.learning_rate_decay_steps=2"]
+  config = lambda run, *extra: load_config("configs/rl2_bandits.py:k5n10",
+                                           [*tiny, "meta_steps=4", f"run_dir={run}", *extra])
+  train_rl(config(tmp_path / "constant"), progress=False)
+  train_rl(config(tmp_path / "scratch", *decay), progress=False)
+  branch = config(tmp_path / "branch", *decay)
+  assert branch_rl_run(tmp_path / "constant", 2, branch) == tmp_path / "branch"
+  assert Checkpointer(tmp_path / "branch" / "checkpoints").steps() == [2]
+  train_rl(branch, progress=False)
+
+  def digest(run):
+    template = _build_run(config(run, *([] if run.name == "constant" else decay))).state
+    return state_digest(Checkpointer(run / "checkpoints").restore(4, template))
+
+  assert digest(tmp_path / "branch") == digest(tmp_path / "scratch")
+  assert read_metrics(tmp_path / "branch") == read_metrics(tmp_path / "scratch")
+  assert digest(tmp_path / "branch") != digest(tmp_path / "constant")
+  with pytest.raises(ValueError, match=r"differ in \['algorithm_kwargs.hidden'\]"):
+    branch_rl_run(tmp_path / "constant", 2,
+                  config(tmp_path / "other", *decay, "algorithm_kwargs.hidden=8"))
+  with pytest.raises(ValueError, match="step=3 must be an int in"):
+    branch_rl_run(tmp_path / "constant", 3, config(tmp_path / "late", *decay))
+  with pytest.raises(ValueError, match="learning_rate_decay_steps set"):
+    branch_rl_run(tmp_path / "constant", 2, config(tmp_path / "none"))
+  with pytest.raises(ValueError, match="exists"):
+    branch_rl_run(tmp_path / "constant", 2, branch)

@@ -177,8 +177,8 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
         clip_eps: float = 0.2, value_coef: float = 0.5, entropy_coef: float = 0.01,
         epochs: int = 4, minibatches: int = 4, max_grad_norm: float = 0.5,
         reward_scale: float = 1.0, time_input: bool = False,
-        learning_rate_decay_steps: int | None = None, expected_rewards: bool = False,
-        previous_observation: bool = False) -> RL2:
+        learning_rate_decay_steps: int | None = None, learning_rate_decay_begin: int = 0,
+        expected_rewards: bool = False, previous_observation: bool = False) -> RL2:
   """RL² (Duan et al., 2016): a GRU policy whose hidden state is the fast learner.
 
   At each step the GRU sees ``(observation, one-hot previous action, previous
@@ -212,6 +212,10 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     learning_rate_decay_steps: decay the learning rate linearly from ``learning_rate`` to zero
       over this many training (PPO) steps, then keep it at zero (PPO's annealing, Schulman et
       al. 2017); ``None`` keeps it constant. Set it to the run's ``meta_steps``.
+    learning_rate_decay_begin: training steps at the constant ``learning_rate`` before the
+      linear decay starts (needs ``learning_rate_decay_steps``; the rate reaches zero at step
+      ``learning_rate_decay_begin + learning_rate_decay_steps``). Up to that step a run takes
+      the same updates as one with a constant rate.
     expected_rewards: compute the advantages and value targets from the environment's
       expected reward of each step, ``info["expected_reward"]`` (a bandit arm's mean, an
       MDP's ``r(s, a)``), instead of the sampled reward; the GRU still sees the sampled
@@ -232,7 +236,8 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
   Raises:
     ValueError: a non-discrete action space; ``tasks_per_step`` not divisible by
       ``minibatches``; ``expected_rewards=True`` with an environment whose ``step`` reports
-      no ``info["expected_reward"]``.
+      no ``info["expected_reward"]``; ``learning_rate_decay_begin`` > 0 without
+      ``learning_rate_decay_steps``.
 
   Example:
     >>> import jax, metajax.envs as envs
@@ -277,10 +282,17 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
   input_dim = obs_dim + n_actions + 2 + int(time_input) + obs_dim * int(previous_observation)
   trial_length = episodes * env.episode_length
   rate = learning_rate
+  begin = check_steps(learning_rate_decay_begin, "learning_rate_decay_begin")
+  if begin and learning_rate_decay_steps is None:
+    raise ValueError(f"learning_rate_decay_begin={begin} needs learning_rate_decay_steps (the "
+                     "steps over which the rate then falls to zero), e.g. "
+                     f"learning_rate_decay_steps={max(begin // 6, 1)}")
   if learning_rate_decay_steps is not None:
     decay = check_steps(learning_rate_decay_steps, "learning_rate_decay_steps", minimum=1)
     # The schedule counts optimizer updates: epochs x minibatches per training step.
-    rate = optax.linear_schedule(learning_rate, 0.0, decay * epochs * minibatches)
+    updates_per_step = epochs * minibatches
+    rate = optax.linear_schedule(learning_rate, 0.0, decay * updates_per_step,
+                                 transition_begin=begin * updates_per_step)
   optimizer = optax.chain(optax.clip_by_global_norm(max_grad_norm),
                           optax.adam(rate, eps=1e-5))
 

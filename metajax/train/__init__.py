@@ -9,6 +9,7 @@ from metajax.train.config import load_config as load_config
 from metajax.train.config import validate as validate
 from metajax.train.rl import RLConfig as RLConfig
 from metajax.train.rl import RLResult as RLResult
+from metajax.train.rl import branch_rl_run as branch_rl_run
 from metajax.train.rl import evaluate_rl_run as evaluate_rl_run
 from metajax.train.rl import restore_rl_params as restore_rl_params
 from metajax.train.rl import rl_test_tasks as rl_test_tasks

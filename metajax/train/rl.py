@@ -569,6 +569,103 @@ def restore_rl_params(run_dir: str | Path, checkpoint: str | int = "last"
   return config, state.params, step
 
 
+# What a branch may change besides the learning-rate schedule (as train_rl's resume allows).
+_BRANCH_FREE_KEYS = ("meta_steps", "run_dir", "name", "log_every", "checkpoint_every",
+                     "test_tasks")
+_SCHEDULE_KEYS = ("learning_rate_decay_begin", "learning_rate_decay_steps")
+
+
+def branch_rl_run(source_dir: str | Path, step: int, config: RLConfig) -> Path:
+  """Starts ``config.run_dir`` from a constant-rate RL² run's checkpoint, to decay from there.
+
+  An RL² config with ``learning_rate_decay_begin=S`` takes, up to step S, the same updates
+  as the constant-rate config it otherwise equals, bit for bit, so a run of it need not
+  recompute those steps: this writes the source run's checkpoint ``step`` (<= S) into the new
+  run folder as ``config``'s state (Adam's moments and count; the schedule's update counter,
+  which the constant rate lacks, set to Adam's count), the source's ``"train"`` metric records
+  up to ``step`` and ``config``'s ``config.json``. ``train_rl(config)`` (``metajax train``)
+  then resumes at ``step`` and ends where a run of ``config`` from step 0 would.
+
+  Args:
+    source_dir: a run folder of :func:`train_rl` (RL²) with the checkpoint ``step``.
+    step: the checkpoint to branch at, at most ``learning_rate_decay_begin``.
+    config: the decaying config; its ``run_dir`` (the new folder) must not exist. It must
+      equal the source's ``config.json`` except in ``algorithm_kwargs``'
+      ``learning_rate_decay_begin``/``learning_rate_decay_steps`` and in ``meta_steps``,
+      ``run_dir``, ``name``, ``log_every``, ``checkpoint_every``, ``test_tasks``.
+
+  Returns:
+    The new run folder.
+
+  Raises:
+    ValueError: the configs differ elsewhere (naming the keys), ``config`` is not RL² with
+      ``learning_rate_decay_steps`` set, ``step`` is after ``learning_rate_decay_begin``, or
+      the run folder exists.
+    FileNotFoundError, CheckpointError: the source run or its checkpoint cannot be read.
+
+  Example:
+    >>> from metajax.train import load_config  # doctest: +SKIP
+    >>> config = load_config("configs/rl2_bandits.py:k10n100", ["run_dir=runs/k10_decay"])
+    >>> branch_rl_run("runs/k10_constant", 6000, config)  # then: metajax train ... run_dir=
+  """
+  import optax
+
+  from metajax.train.checkpoint import Checkpointer
+
+  source, config = Path(source_dir), config.validated()
+  target = Path(config.run_dir)
+  old = json.loads(_read_config(source).to_json())
+  new = json.loads(config.to_json())
+  kwargs = new["algorithm_kwargs"]
+  if config.algorithm != "rl2" or kwargs.get("learning_rate_decay_steps") is None:
+    raise ValueError("branch_rl_run needs an RL² config with algorithm_kwargs."
+                     "learning_rate_decay_steps set (the schedule the branch adds)")
+  begin = kwargs.get("learning_rate_decay_begin", 0)
+  if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= begin:
+    raise ValueError(f"step={step!r} must be an int in [0, learning_rate_decay_begin={begin}]: "
+                     "after that step the two schedules differ")
+  old_kwargs, new_kwargs = old.pop("algorithm_kwargs"), new.pop("algorithm_kwargs")
+  changed = [k for k in sorted(set(old) | set(new))
+             if k not in _BRANCH_FREE_KEYS and old.get(k) != new.get(k)]
+  changed += [f"algorithm_kwargs.{k}" for k in sorted(set(old_kwargs) | set(new_kwargs))
+              if k not in _SCHEDULE_KEYS and old_kwargs.get(k) != new_kwargs.get(k)]
+  if changed:
+    raise ValueError(f"{source}/config.json and the new config differ in {changed}; a branch "
+                     "may change only the learning-rate schedule")
+  if target.exists():
+    raise ValueError(f"run_dir {target} exists; pick a new folder for the branch")
+
+  source_state, _ = _restore(source, _build_run(_read_config(source)).state, step)
+  template = _build_run(config).state
+  is_state = lambda x: isinstance(x, optax.ScaleByAdamState | optax.ScaleByScheduleState)
+  adam = [s for s in jax.tree.leaves(source_state.opt_state, is_leaf=is_state)
+          if isinstance(s, optax.ScaleByAdamState)]
+  if len(adam) != 1:
+    raise ValueError(f"expected one Adam state in {source}'s optimizer, found {len(adam)}")
+
+  def fill(node):
+    if isinstance(node, optax.ScaleByAdamState):
+      return adam[0]
+    if isinstance(node, optax.ScaleByScheduleState):
+      return optax.ScaleByScheduleState(count=adam[0].count)
+    return node
+
+  state = template._replace(step=source_state.step, params=source_state.params,
+                            opt_state=jax.tree.map(fill, template.opt_state, is_leaf=is_state))
+  target.mkdir(parents=True)
+  checkpointer = Checkpointer(target / "checkpoints")
+  try:
+    checkpointer.save(step, state)
+  finally:
+    checkpointer.close()
+  records = [json.loads(line) for line in (source / "metrics.jsonl").read_text().splitlines()
+             if line.strip()] if (source / "metrics.jsonl").exists() else []
+  kept = [r for r in records if r.get("split") == "train" and r.get("step", 0) <= step]
+  (target / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+  (target / "config.json").write_text(config.to_json())
+  return target
+
+
 def _read_config(run_dir: str | Path) -> RLConfig:
   """The validated :class:`RLConfig` of a run folder's ``config.json``."""
   path = Path(run_dir) / "config.json"
