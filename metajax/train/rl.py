@@ -604,9 +604,11 @@ def branch_rl_run(source_dir: str | Path, step: int, config: RLConfig) -> Path:
     FileNotFoundError, CheckpointError: the source run or its checkpoint cannot be read.
 
   Example:
-    >>> from metajax.train import load_config  # doctest: +SKIP
-    >>> config = load_config("configs/rl2_bandits.py:k10n100", ["run_dir=runs/k10_decay"])
-    >>> branch_rl_run("runs/k10_constant", 6000, config)  # then: metajax train ... run_dir=
+    >>> from metajax.train import load_config
+    >>> config = load_config("configs/rl2_bandits.py:k10n100",
+    ...                      ["run_dir=runs/k10_decay"])  # doctest: +SKIP
+    >>> branch_rl_run("runs/k10_constant", 6000, config)  # doctest: +SKIP
+    PosixPath('runs/k10_decay')
   """
   import optax
 
