@@ -745,3 +745,7 @@ def test_a_branched_rl2_run_ends_where_the_decaying_run_from_scratch_does(tmp_pa
     branch_rl_run(tmp_path / "constant", 2, config(tmp_path / "none"))
   with pytest.raises(ValueError, match="exists"):
     branch_rl_run(tmp_path / "constant", 2, branch)
+  with pytest.raises(ValueError, match="decays its learning rate from step 2, before step=4"):
+    branch_rl_run(tmp_path / "scratch", 4, config(tmp_path / "late", "meta_steps=6",
+                                                  "algorithm_kwargs.learning_rate_decay_begin=4",
+                                                  "algorithm_kwargs.learning_rate_decay_steps=2"))

@@ -599,8 +599,8 @@ def branch_rl_run(source_dir: str | Path, step: int, config: RLConfig) -> Path:
 
   Raises:
     ValueError: the configs differ elsewhere (naming the keys), ``config`` is not RL² with
-      ``learning_rate_decay_steps`` set, ``step`` is after ``learning_rate_decay_begin``, or
-      the run folder exists.
+      ``learning_rate_decay_steps`` set, ``step`` is after ``learning_rate_decay_begin`` or
+      after the source run's own decay began, or the run folder exists.
     FileNotFoundError, CheckpointError: the source run or its checkpoint cannot be read.
 
   Example:
@@ -627,6 +627,11 @@ def branch_rl_run(source_dir: str | Path, step: int, config: RLConfig) -> Path:
     raise ValueError(f"step={step!r} must be an int in [0, learning_rate_decay_begin={begin}]: "
                      "after that step the two schedules differ")
   old_kwargs, new_kwargs = old.pop("algorithm_kwargs"), new.pop("algorithm_kwargs")
+  if (old_kwargs.get("learning_rate_decay_steps") is not None
+      and old_kwargs.get("learning_rate_decay_begin", 0) < step):
+    raise ValueError(f"{source} decays its learning rate from step "
+                     f"{old_kwargs.get('learning_rate_decay_begin', 0)}, before step={step}; "
+                     "branch from a checkpoint its rate was still constant at")
   changed = [k for k in sorted(set(old) | set(new))
              if k not in _BRANCH_FREE_KEYS and old.get(k) != new.get(k)]
   changed += [f"algorithm_kwargs.{k}" for k in sorted(set(old_kwargs) | set(new_kwargs))
