@@ -15,21 +15,28 @@ folder with ``run_dir=``.
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 
-from metajax.train import branch_rl_run, load_config
+from metajax.train import CheckpointError, branch_rl_run, load_config
 
 
 def main(argv: list[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--from", dest="source", required=True, help="the constant-rate run")
   parser.add_argument("--step", type=int, required=True, help="its checkpoint to branch at")
   parser.add_argument("--config", required=True, help="the decaying config, file.py:setting")
-  parser.add_argument("overrides", nargs="*", help="key=value overrides of --config")
+  parser.add_argument("overrides", nargs="*",
+                      help="key=value overrides of --config, run_dir= the new folder")
   args = parser.parse_args(argv)
-  config = load_config(args.config, args.overrides)
-  target = branch_rl_run(args.source, args.step, config)
-  print(f"{target}: step {args.step} of {args.source}; resume with `metajax train "
-        f"{args.config} {' '.join(args.overrides)}`")
+  try:
+    config = load_config(args.config, args.overrides)
+    target = branch_rl_run(args.source, args.step, config)
+  except (ValueError, TypeError, FileNotFoundError, CheckpointError) as error:
+    sys.exit(f"rl2_decay_branch: {error}")
+  command = shlex.join(["metajax", "train", args.config, *args.overrides])
+  print(f"{target}: step {args.step} of {args.source}; resume with `{command}`")
 
 
 if __name__ == "__main__":

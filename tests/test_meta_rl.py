@@ -736,13 +736,25 @@ def test_a_branched_rl2_run_ends_where_the_decaying_run_from_scratch_does(tmp_pa
   assert digest(tmp_path / "branch") == digest(tmp_path / "scratch")
   assert read_metrics(tmp_path / "branch") == read_metrics(tmp_path / "scratch")
   assert digest(tmp_path / "branch") != digest(tmp_path / "constant")
-  with pytest.raises(ValueError, match=r"differ in \['algorithm_kwargs.hidden'\]"):
+  (tmp_path / "torn").mkdir()  # a source whose metrics end in a half-written line
+  for name in ("checkpoints", "config.json"):
+    (tmp_path / "torn" / name).symlink_to(tmp_path / "constant" / name)
+  (tmp_path / "torn" / "metrics.jsonl").write_text(
+      (tmp_path / "constant" / "metrics.jsonl").read_text() + '{"split": "train", "st')
+  assert branch_rl_run(tmp_path / "torn", 2, config(tmp_path / "from_torn", *decay)).is_dir()
+  assert read_metrics(tmp_path / "from_torn") == read_metrics(tmp_path / "scratch")[:2]
+  assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+  with pytest.raises(ValueError, match=r"differ in algorithm_kwargs.hidden \(4 -> 8\);"):
     branch_rl_run(tmp_path / "constant", 2,
                   config(tmp_path / "other", *decay, "algorithm_kwargs.hidden=8"))
-  with pytest.raises(ValueError, match="step=3 must be an int in"):
+  with pytest.raises(ValueError, match="step=3 is after learning_rate_decay_begin=2"):
     branch_rl_run(tmp_path / "constant", 3, config(tmp_path / "late", *decay))
   with pytest.raises(ValueError, match="learning_rate_decay_steps set"):
     branch_rl_run(tmp_path / "constant", 2, config(tmp_path / "none"))
+  with pytest.raises(ValueError, match=r"step=1 is not a saved checkpoint .*\(saved: \[2, 4\]"):
+    branch_rl_run(tmp_path / "constant", 1, config(tmp_path / "unsaved", *decay))
+  with pytest.raises(ValueError, match="step=2 is after meta_steps=1"):
+    branch_rl_run(tmp_path / "constant", 2, config(tmp_path / "short", *decay, "meta_steps=1"))
   with pytest.raises(ValueError, match="exists"):
     branch_rl_run(tmp_path / "constant", 2, branch)
   with pytest.raises(ValueError, match="decays its learning rate from step 2, before step=4"):

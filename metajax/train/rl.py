@@ -569,9 +569,9 @@ def restore_rl_params(run_dir: str | Path, checkpoint: str | int = "last"
   return config, state.params, step
 
 
-# What a branch may change besides the learning-rate schedule (as train_rl's resume allows).
+# What a branch may change besides the learning-rate schedule (what train_rl's resume allows).
 _BRANCH_FREE_KEYS = ("meta_steps", "run_dir", "name", "log_every", "checkpoint_every",
-                     "test_tasks")
+                     "test_tasks", "adapt_steps", "adapt_step_sizes")
 _SCHEDULE_KEYS = ("learning_rate_decay_begin", "learning_rate_decay_steps")
 
 
@@ -583,24 +583,31 @@ def branch_rl_run(source_dir: str | Path, step: int, config: RLConfig) -> Path:
   recompute those steps: this writes the source run's checkpoint ``step`` (<= S) into the new
   run folder as ``config``'s state (Adam's moments and count; the schedule's update counter,
   which the constant rate lacks, set to Adam's count), the source's ``"train"`` metric records
-  up to ``step`` and ``config``'s ``config.json``. ``train_rl(config)`` (``metajax train``)
-  then resumes at ``step`` and ends where a run of ``config`` from step 0 would.
+  up to ``step`` that fall on ``config.log_every``, and ``config``'s ``config.json``.
+  ``train_rl(config)`` (``metajax train``) then resumes at ``step`` and ends where a run of
+  ``config`` from step 0 would. The folder is built beside its destination and renamed into
+  place, so a failure leaves nothing behind.
 
   Args:
-    source_dir: a run folder of :func:`train_rl` (RL²) with the checkpoint ``step``.
-    step: the checkpoint to branch at, at most ``learning_rate_decay_begin``.
+    source_dir: a run folder of :func:`train_rl` (RL²) holding the checkpoint ``step`` (a run
+      keeps only its newest checkpoints: ``Checkpointer``'s ``keep``, 3).
+    step: the checkpoint to branch at, at most ``learning_rate_decay_begin`` and
+      ``meta_steps``.
     config: the decaying config; its ``run_dir`` (the new folder) must not exist. It must
       equal the source's ``config.json`` except in ``algorithm_kwargs``'
       ``learning_rate_decay_begin``/``learning_rate_decay_steps`` and in ``meta_steps``,
-      ``run_dir``, ``name``, ``log_every``, ``checkpoint_every``, ``test_tasks``.
+      ``run_dir``, ``name``, ``log_every``, ``checkpoint_every``, ``test_tasks``,
+      ``adapt_steps``, ``adapt_step_sizes`` (the keys a resume may change).
 
   Returns:
     The new run folder.
 
   Raises:
-    ValueError: the configs differ elsewhere (naming the keys), ``config`` is not RL² with
-      ``learning_rate_decay_steps`` set, ``step`` is after ``learning_rate_decay_begin`` or
-      after the source run's own decay began, or the run folder exists.
+    ValueError: the configs differ elsewhere (naming the keys and both values), ``config`` is
+      not an RL² config with ``learning_rate_decay_steps`` set, the source is not an RL² run,
+      ``step`` is not a saved checkpoint, is after ``learning_rate_decay_begin``, after
+      ``meta_steps`` or after the source's own decay began, or the run folder exists.
+    TypeError: ``step`` is not an integer.
     FileNotFoundError, CheckpointError: the source run or its checkpoint cannot be read.
 
   Example:
@@ -610,39 +617,63 @@ def branch_rl_run(source_dir: str | Path, step: int, config: RLConfig) -> Path:
     >>> branch_rl_run("runs/k10_constant", 6000, config)  # doctest: +SKIP
     PosixPath('runs/k10_decay')
   """
+  import numbers
+  import os
+  import shutil
+
   import optax
 
   from metajax.train.checkpoint import Checkpointer
+  from metajax.train.metrics_log import read_metrics
 
-  source, config = Path(source_dir), config.validated()
+  if not isinstance(config, RLConfig) or config.algorithm != "rl2":
+    raise ValueError(f"branch_rl_run needs an RL² RLConfig (algorithm='rl2'), got "
+                     f"{type(config).__name__} with algorithm "
+                     f"{getattr(config, 'algorithm', None)!r}")
+  if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+    raise TypeError(f"step={step!r} must be an int, the step of a saved checkpoint")
+  step, source, config = int(step), Path(source_dir), config.validated()
   target = Path(config.run_dir)
-  old = json.loads(_read_config(source).to_json())
-  new = json.loads(config.to_json())
-  kwargs = new["algorithm_kwargs"]
-  if config.algorithm != "rl2" or kwargs.get("learning_rate_decay_steps") is None:
-    raise ValueError("branch_rl_run needs an RL² config with algorithm_kwargs."
-                     "learning_rate_decay_steps set (the schedule the branch adds)")
-  begin = kwargs.get("learning_rate_decay_begin", 0)
-  if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= begin:
-    raise ValueError(f"step={step!r} must be an int in [0, learning_rate_decay_begin={begin}]: "
-                     "after that step the two schedules differ")
+  source_config = _read_config(source)
+  if source_config.algorithm != "rl2":
+    raise ValueError(f"{source} is a {source_config.algorithm} run; branch_rl_run branches "
+                     "RL² runs")
+  old, new = json.loads(source_config.to_json()), json.loads(config.to_json())
   old_kwargs, new_kwargs = old.pop("algorithm_kwargs"), new.pop("algorithm_kwargs")
-  if (old_kwargs.get("learning_rate_decay_steps") is not None
-      and old_kwargs.get("learning_rate_decay_begin", 0) < step):
-    raise ValueError(f"{source} decays its learning rate from step "
-                     f"{old_kwargs.get('learning_rate_decay_begin', 0)}, before step={step}; "
-                     "branch from a checkpoint its rate was still constant at")
-  changed = [k for k in sorted(set(old) | set(new))
+  if new_kwargs.get("learning_rate_decay_steps") is None:
+    raise ValueError("branch_rl_run needs a config with algorithm_kwargs."
+                     "learning_rate_decay_steps set (the schedule the branch adds), e.g. "
+                     "algorithm_kwargs.learning_rate_decay_steps=1000")
+  begin = new_kwargs.get("learning_rate_decay_begin", 0)
+  if step < 0:
+    raise ValueError(f"step={step} must be >= 0, the step of a saved checkpoint")
+  if step > begin:
+    raise ValueError(f"step={step} is after learning_rate_decay_begin={begin}, from which the "
+                     f"two schedules differ; branch at a step <= {begin} or set "
+                     f"algorithm_kwargs.learning_rate_decay_begin={step}")
+  if step > config.meta_steps:
+    raise ValueError(f"step={step} is after meta_steps={config.meta_steps}, where the run "
+                     f"would have stopped; set meta_steps >= {step}")
+  source_begin = old_kwargs.get("learning_rate_decay_begin", 0)
+  if old_kwargs.get("learning_rate_decay_steps") is not None and source_begin < step:
+    raise ValueError(f"{source} decays its learning rate from step {source_begin}, before "
+                     f"step={step}; branch from a checkpoint its rate was still constant at")
+  changed = [f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in sorted(set(old) | set(new))
              if k not in _BRANCH_FREE_KEYS and old.get(k) != new.get(k)]
-  changed += [f"algorithm_kwargs.{k}" for k in sorted(set(old_kwargs) | set(new_kwargs))
+  changed += [f"algorithm_kwargs.{k} ({old_kwargs.get(k)!r} -> {new_kwargs.get(k)!r})"
+              for k in sorted(set(old_kwargs) | set(new_kwargs))
               if k not in _SCHEDULE_KEYS and old_kwargs.get(k) != new_kwargs.get(k)]
   if changed:
-    raise ValueError(f"{source}/config.json and the new config differ in {changed}; a branch "
-                     "may change only the learning-rate schedule")
+    raise ValueError(f"{source}/config.json and the new config differ in {', '.join(changed)}; "
+                     "a branch may change only the learning-rate schedule")
   if target.exists():
     raise ValueError(f"run_dir {target} exists; pick a new folder for the branch")
+  saved = Checkpointer(source / "checkpoints").steps()
+  if step not in saved:
+    raise ValueError(f"step={step} is not a saved checkpoint of {source} (saved: {saved}; a "
+                     "run keeps only its newest checkpoints)")
 
-  source_state, _ = _restore(source, _build_run(_read_config(source)).state, step)
+  source_state, _ = _restore(source, _build_run(source_config).state, step)
   template = _build_run(config).state
   is_state = lambda x: isinstance(x, optax.ScaleByAdamState | optax.ScaleByScheduleState)
   adam = [s for s in jax.tree.leaves(source_state.opt_state, is_leaf=is_state)
@@ -659,17 +690,24 @@ def branch_rl_run(source_dir: str | Path, step: int, config: RLConfig) -> Path:
 
   state = template._replace(step=source_state.step, params=source_state.params,
                             opt_state=jax.tree.map(fill, template.opt_state, is_leaf=is_state))
-  target.mkdir(parents=True)
-  checkpointer = Checkpointer(target / "checkpoints")
+  kept = [r for r in read_metrics(source) if r.get("split") == "train"
+          and isinstance(r.get("step"), int) and r["step"] <= step
+          and r["step"] % config.log_every == 0]
+  building = target.with_name(f".{target.name}.branch-{os.getpid()}")
+  shutil.rmtree(building, ignore_errors=True)
+  building.mkdir(parents=True)
   try:
-    checkpointer.save(step, state)
-  finally:
-    checkpointer.close()
-  records = [json.loads(line) for line in (source / "metrics.jsonl").read_text().splitlines()
-             if line.strip()] if (source / "metrics.jsonl").exists() else []
-  kept = [r for r in records if r.get("split") == "train" and r.get("step", 0) <= step]
-  (target / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
-  (target / "config.json").write_text(config.to_json())
+    checkpointer = Checkpointer(building / "checkpoints")
+    try:
+      checkpointer.save(step, state)
+    finally:
+      checkpointer.close()
+    (building / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    (building / "config.json").write_text(config.to_json())
+    os.rename(building, target)
+  except BaseException:
+    shutil.rmtree(building, ignore_errors=True)
+    raise
   return target
 
 
