@@ -20,8 +20,9 @@ Result:    n10, stopped at step 2,250 of 3,000 (38 min on one core): 124.47 +- 1
            (rl2_tabular_mdp_n10_b512_3000steps.json); nor with the previous state in the
            input (algorithm_kwargs.previous_observation=True), stopped at 1,000 steps: 115.61
            +- 1.86, learning no faster; nor with learning rate 1e-3 (3,000 steps): 122.49 +-
-           1.74, nor with entropy_coef 0.05 (stopped at 1,500): 113.65 +- 1.40
-           (docs/guide/meta_rl.md). Even the transition-blind
+           1.74, nor with entropy_coef 0.05 (stopped at 1,500): 113.65 +- 1.40, nor with
+           1e-3 and GRU 256 (stopped at 1,250): 117.46 +- 1.64, nor with 1e-3 and time_input
+           (2,500 steps): 121.89 +- 1.73 (docs/guide/meta_rl.md). Even the transition-blind
            myopic strategy scores 150.59 on these MDPs.
            n50 and above not trained.
 """
