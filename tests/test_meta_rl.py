@@ -757,6 +757,20 @@ def test_a_branched_rl2_run_ends_where_the_decaying_run_from_scratch_does(tmp_pa
     branch_rl_run(tmp_path / "constant", 2, config(tmp_path / "short", *decay, "meta_steps=1"))
   with pytest.raises(ValueError, match="exists"):
     branch_rl_run(tmp_path / "constant", 2, branch)
+  with pytest.raises(TypeError, match="step='2' must be an int"):
+    branch_rl_run(tmp_path / "constant", "2", config(tmp_path / "text", *decay))
+  with pytest.raises(ValueError, match="step=-2 must be >= 0"):
+    branch_rl_run(tmp_path / "constant", -2, config(tmp_path / "negative", *decay))
+  with pytest.raises(ValueError, match="needs an RL² RLConfig .* algorithm 'maml_rl'"):
+    branch_rl_run(tmp_path / "constant", 2,
+                  config(tmp_path / "maml", *decay).replace(algorithm="maml_rl"))
+  (tmp_path / "maml_source").mkdir()
+  (tmp_path / "maml_source" / "config.json").write_text(
+      load_config("configs/maml_rl_navigation.py:smoke").to_json())
+  with pytest.raises(ValueError, match="maml_source is a maml_rl run; branch_rl_run branches"):
+    branch_rl_run(tmp_path / "maml_source", 2, config(tmp_path / "from_maml", *decay))
+  assert not any((tmp_path / name).exists()
+                 for name in ("text", "negative", "maml", "from_maml", "late", "unsaved"))
   with pytest.raises(ValueError, match="decays its learning rate from step 2, before step=4"):
     branch_rl_run(tmp_path / "scratch", 4, config(tmp_path / "late", "meta_steps=6",
                                                   "algorithm_kwargs.learning_rate_decay_begin=4",

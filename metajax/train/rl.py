@@ -360,6 +360,12 @@ def _maml_rl_run(config: RLConfig, env) -> _Run:
               "outer step", test)
 
 
+# Config keys a resumed run (and a branch_rl_run branch) may change: they do not alter the
+# training steps.
+_RESUME_FREE_KEYS = ("meta_steps", "run_dir", "name", "test_tasks", "adapt_steps",
+                     "adapt_step_sizes", "log_every", "checkpoint_every")
+
+
 def train_rl(config: RLConfig, *, resume: bool | None = None, progress: bool = True,
              report: Callable[[str], None] | None = None) -> RLResult:
   """Trains RL² or MAML-RL as ``config`` says, resuming from the newest checkpoint when asked.
@@ -408,13 +414,10 @@ def train_rl(config: RLConfig, *, resume: bool | None = None, progress: bool = T
   start = 0
   if saved:
     previous = json.loads(config_path.read_text()) if config_path.exists() else None
-    mutable = {"meta_steps", "run_dir", "name", "test_tasks", "adapt_steps", "adapt_step_sizes",
-               "log_every",
-               "checkpoint_every"}
     if previous is not None:
       current = json.loads(config.to_json())  # tuples as the saved JSON lists
       changed = sorted(k for k, v in current.items()
-                       if k not in mutable and previous.get(k) != v)
+                       if k not in _RESUME_FREE_KEYS and previous.get(k) != v)
       if changed:
         raise ValueError(f"cannot resume {run_dir}: the config changed in {changed}")
     restored, step, _ = checkpointer.restore_latest(state, report=report)
@@ -569,9 +572,6 @@ def restore_rl_params(run_dir: str | Path, checkpoint: str | int = "last"
   return config, state.params, step
 
 
-# What a branch may change besides the learning-rate schedule (what train_rl's resume allows).
-_BRANCH_FREE_KEYS = ("meta_steps", "run_dir", "name", "log_every", "checkpoint_every",
-                     "test_tasks", "adapt_steps", "adapt_step_sizes")
 _SCHEDULE_KEYS = ("learning_rate_decay_begin", "learning_rate_decay_steps")
 
 
@@ -659,7 +659,7 @@ def branch_rl_run(source_dir: str | Path, step: int, config: RLConfig) -> Path:
     raise ValueError(f"{source} decays its learning rate from step {source_begin}, before "
                      f"step={step}; branch from a checkpoint its rate was still constant at")
   changed = [f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in sorted(set(old) | set(new))
-             if k not in _BRANCH_FREE_KEYS and old.get(k) != new.get(k)]
+             if k not in _RESUME_FREE_KEYS and old.get(k) != new.get(k)]
   changed += [f"algorithm_kwargs.{k} ({old_kwargs.get(k)!r} -> {new_kwargs.get(k)!r})"
               for k in sorted(set(old_kwargs) | set(new_kwargs))
               if k not in _SCHEDULE_KEYS and old_kwargs.get(k) != new_kwargs.get(k)]
