@@ -8,6 +8,16 @@ step at a time (as learn2learn/TorchOpt-style code does); the metajax side is
 :func:`metajax.algorithms.rl2` (rollout, GAE and PPO in one jitted call).
 
     python benchmarks/bench_rl2.py --seconds 20        # needs torch and gymnasium
+    python benchmarks/bench_rl2.py --seconds 20 --devices 2 --torch-threads 2   # both cores
+
+``--devices N`` splits each metajax step over N devices (``rl2(..., mesh=...)``; on a CPU, N
+host-platform devices share the cores, see ``XLA_FLAGS=--xla_force_host_platform_device_count``,
+which the script sets). One device keeps about one core busy, so on a 2-core machine compare
+``--devices 2`` with ``--torch-threads 2``.
+
+The script also prints the workload's matmul work per PPO step (the GRU and the two heads,
+forward in the rollout, forward and backward in each minibatch) and the rate at which each side
+gets through it: a bound on how fast any implementation can be on the machine.
 
 Numbers are only meaningful on an otherwise idle machine; the script prints the load average.
 """
@@ -28,8 +38,14 @@ def bench_jax(args) -> float:
   from metajax.algorithms.rl2 import rl2
 
   env = envs.bernoulli_bandit(arms=args.arms, pulls=args.pulls)
+  mesh = None
+  if args.devices > 1:
+    if jax.device_count() < args.devices:
+      raise SystemExit(f"--devices {args.devices}: JAX sees {jax.device_count()} device(s)")
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:args.devices]), ("tasks",))
   learner = rl2(env, episodes=args.pulls, hidden=args.hidden, tasks_per_step=args.tasks,
-                epochs=args.epochs, minibatches=args.minibatches, gamma=1.0, gae_lambda=0.3)
+                epochs=args.epochs, minibatches=args.minibatches, gamma=1.0, gae_lambda=0.3,
+                mesh=mesh)
   state = learner.init(jax.random.key(0))
   key = jax.random.key(1)
   state, _ = learner.train_step(state, key)  # compile
@@ -137,6 +153,16 @@ def bench_torch(args) -> float:
   return steps * args.tasks * n / (time.perf_counter() - start)
 
 
+def matmul_flops(args) -> float:
+  """Multiply-add FLOPs of one PPO step's matmuls: GRU input and recurrent weights and the
+  policy and value heads, per (trial, time step): forward once in the rollout, and forward plus
+  backward (twice the forward: the weights' and the hidden state's gradients) in every epoch."""
+  in_dim, h = 1 + args.arms + 2, args.hidden
+  forward = 2 * (in_dim * 3 * h + h * 3 * h + h * (args.arms + 1))
+  rows = args.tasks * args.pulls
+  return rows * forward * (1 + 3 * args.epochs)
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--arms", type=int, default=5)
@@ -146,16 +172,25 @@ def main() -> None:
   parser.add_argument("--epochs", type=int, default=4)
   parser.add_argument("--minibatches", type=int, default=4)
   parser.add_argument("--seconds", type=float, default=20.0, help="timed seconds per side")
-  parser.add_argument("--torch-threads", type=int, default=1,
-                      help="torch intra-op threads (1 is fastest for these tiny matrices)")
+  parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads")
+  parser.add_argument("--devices", type=int, default=1,
+                      help="devices the metajax step is split over (on a CPU: host devices)")
   args = parser.parse_args()
+  if args.devices > 1 and "host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               f" --xla_force_host_platform_device_count={args.devices}")
   load_before = os.getloadavg()[0]
   jax_rate = bench_jax(args)
   torch_rate = bench_torch(args)
+  flops = matmul_flops(args)
+  per_env_step = flops / (args.tasks * args.pulls)
   print(f"k={args.arms} n={args.pulls} tasks={args.tasks} hidden={args.hidden} "
-        f"epochs={args.epochs} minibatches={args.minibatches}")
-  print(f"metajax (jit):          {jax_rate:12,.0f} env steps/s")
-  print(f"PyTorch + gymnasium:    {torch_rate:12,.0f} env steps/s")
+        f"epochs={args.epochs} minibatches={args.minibatches} devices={args.devices} "
+        f"torch_threads={args.torch_threads}; matmul work {flops / 1e9:.2f} GFLOP per PPO step")
+  print(f"metajax (jit):          {jax_rate:12,.0f} env steps/s "
+        f"({jax_rate * per_env_step / 1e9:.0f} GFLOP/s of matmul work)")
+  print(f"PyTorch + gymnasium:    {torch_rate:12,.0f} env steps/s "
+        f"({torch_rate * per_env_step / 1e9:.0f} GFLOP/s of matmul work)")
   print(f"ratio {jax_rate / torch_rate:.1f}x; load average {load_before:.1f} before, "
         f"{os.getloadavg()[0]:.1f} after ({os.cpu_count()} CPUs)")
 

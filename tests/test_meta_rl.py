@@ -5,6 +5,10 @@ from __future__ import annotations
 import importlib
 import itertools
 import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -775,3 +779,94 @@ def test_a_branched_rl2_run_ends_where_the_decaying_run_from_scratch_does(tmp_pa
     branch_rl_run(tmp_path / "scratch", 4, config(tmp_path / "late", "meta_steps=6",
                                                   "algorithm_kwargs.learning_rate_decay_begin=4",
                                                   "algorithm_kwargs.learning_rate_decay_steps=2"))
+
+
+# Two host-platform devices need XLA_FLAGS before JAX initialises, hence a subprocess. It
+# compares rl2 with a 2-device mesh against one device, step by step, and trains, then resumes,
+# a run with the trainer's `devices` key.
+_TWO_DEVICES = textwrap.dedent("""
+  import json, sys
+  import jax, numpy as np
+  import metajax.envs as envs
+  from metajax.algorithms.rl2 import rl2
+  from metajax.train.rl import RLConfig, restore_rl_params, train_rl
+
+  assert jax.device_count() == 2
+  root = sys.argv[1]
+  env = envs.bernoulli_bandit(arms=3, pulls=6)
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), ("tasks",))
+  kw = dict(episodes=6, hidden=8, tasks_per_step=8, minibatches=2, epochs=2)
+  one, two = rl2(env, **kw), rl2(env, **kw, mesh=mesh)
+  s1, s2 = one.init(jax.random.key(0)), two.init(jax.random.key(0))
+  steps = []
+  for _ in range(3):
+    s1, m1 = one.train_step(s1, jax.random.key(1))
+    s2, m2 = two.train_step(s2, jax.random.key(1))
+    diff = max(float(np.max(np.abs(a - b))) for a, b in
+               zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)))
+    steps.append({"diff": diff, "one": {k: float(v) for k, v in m1.items()},
+                  "two": {k: float(v) for k, v in m2.items()}})
+  moved = max(float(np.max(np.abs(a - b))) for a, b in
+              zip(jax.tree.leaves(s1.params), jax.tree.leaves(one.init(jax.random.key(0)).params)))
+  replicated = all(x.sharding.is_fully_replicated and len(x.sharding.device_set) == 2
+                   for x in jax.tree.leaves(s2.params))
+  try:
+    rl2(env, **{**kw, "tasks_per_step": 6}, mesh=mesh)
+    refused = None
+  except ValueError as error:
+    refused = str(error)
+  config = RLConfig(env_kwargs={"arms": 3, "pulls": 6}, episodes=6, meta_steps=4,
+                    checkpoint_every=2, log_every=1, test_tasks=20,
+                    algorithm_kwargs={"hidden": 8, "tasks_per_step": 8, "minibatches": 2,
+                                      "epochs": 2})
+  train_rl(config.replace(run_dir=root + "/one", meta_steps=6), progress=False)
+  train_rl(config.replace(run_dir=root + "/two", devices=2), progress=False)
+  train_rl(config.replace(run_dir=root + "/two", meta_steps=6), progress=False)  # 1 device
+  runs = {name: restore_rl_params(root + "/" + name) for name in ("one", "two")}
+  run_diff = max(float(np.max(np.abs(a - b))) for a, b in
+                 zip(jax.tree.leaves(runs["one"][1]), jax.tree.leaves(runs["two"][1])))
+  print("RESULT " + json.dumps({"steps": steps, "moved": moved, "replicated": replicated,
+                                "refused": refused, "run_diff": run_diff,
+                                "run_steps": [runs["one"][2], runs["two"][2]],
+                                "devices": json.load(open(root + "/two/config.json"))["devices"]}))
+""")
+
+
+def test_rl2_on_two_devices_takes_the_one_device_steps(tmp_path):
+  """``rl2(..., mesh=...)`` over 2 host devices: the same rollouts (equal trial returns) and the
+  same parameters up to float summation order at every step, parameters replicated; the
+  trainer's ``devices=2`` run, resumed on one device, ends at the one-device run's parameters."""
+  env = {**os.environ, "JAX_PLATFORMS": "cpu",
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  proc = subprocess.run([sys.executable, "-c", _TWO_DEVICES, str(tmp_path)], env=env,
+                        capture_output=True, text=True, timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads([x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1][7:])
+  assert out["moved"] > 1e-3  # the steps changed the parameters
+  for step in out["steps"]:
+    assert step["diff"] < 1e-5, step
+    assert step["one"]["trial_return"] == step["two"]["trial_return"]
+    for key in ("loss", "entropy", "approx_kl"):
+      assert step["one"][key] == pytest.approx(step["two"][key], rel=1e-4, abs=1e-6), key
+  assert out["replicated"]
+  assert "tasks_per_step / minibatches = 6 / 2 = 3" in out["refused"]
+  assert "multiple of minibatches x devices = 4" in out["refused"]
+  assert out["run_steps"] == [6, 6] and out["devices"] is None
+  assert out["run_diff"] < 1e-5
+
+
+def test_rl2_mesh_and_devices_are_checked_before_anything_runs(tmp_path):
+  env = envs.bernoulli_bandit(arms=2, pulls=3)
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("batch",))
+  with pytest.raises(ValueError, match="must be a jax.sharding.Mesh with a 'tasks' axis"):
+    rl2(env, episodes=3, hidden=4, tasks_per_step=4, minibatches=2, mesh=mesh)
+  with pytest.raises(ValueError, match="config key 'devices' must be 'all', a number"):
+    RLConfig(devices=0).validated()
+  with pytest.raises(ValueError, match="MAML-RL trains on one device"):
+    RLConfig(algorithm="maml_rl", env="point_navigation", devices=2).validated()
+  from metajax.train.rl import train_rl
+
+  run = tmp_path / "run"
+  with pytest.raises(ValueError, match="config key 'devices' is 3 but this run has 1 device"):
+    train_rl(RLConfig(devices=3, run_dir=str(run)), progress=False)
+  assert not run.exists()

@@ -8,12 +8,13 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import optax
 
 from metajax.algorithms.ppo import gae_advantages, ppo_loss
 from metajax.core._checks import check_positive, check_steps
-from metajax.core.meta_step import MetaTrainState
+from metajax.core.meta_step import TASK_AXIS, MetaTrainState
 from metajax.core.types import Array, PRNGKey, PyTree
 from metajax.envs.core import Discrete, Environment, check_env, sample_tasks
 
@@ -63,7 +64,8 @@ class RL2(NamedTuple):
       trainer's checkpointer saves it as it is).
     train_step: ``train_step(state, key) -> (state, metrics)``, jitted (state
       donated): sample ``tasks_per_step`` tasks, roll out one trial on each (vmap
-      over tasks, ``lax.scan`` over time), then PPO epochs over the trials.
+      over tasks, ``lax.scan`` over time), then PPO epochs over the trials. With a
+      ``mesh``, the trials and every minibatch are split over its ``"tasks"`` axis.
     rollout: ``rollout(params, task, key, greedy=False) -> Trial``, one trial on one
       task; ``greedy=True`` takes the most probable action at every step instead of
       sampling one.
@@ -153,6 +155,26 @@ def _gru_backward(residuals, g):
 _gru_cell_batch.defvjp(_gru_forward, _gru_backward)
 
 
+def _check_mesh(mesh: jax.sharding.Mesh | None, tasks_per_step: int, minibatches: int) -> int:
+  """The number of devices on ``mesh``'s ``"tasks"`` axis (1 without a mesh); raises unless
+  every minibatch splits evenly over them."""
+  if mesh is None:
+    return 1
+  if not isinstance(mesh, jax.sharding.Mesh) or TASK_AXIS not in mesh.shape:
+    raise ValueError(
+        f"mesh={mesh!r} must be a jax.sharding.Mesh with a {TASK_AXIS!r} axis (RL² splits the "
+        f"trials over it), e.g. jax.sharding.Mesh(jax.devices(), ({TASK_AXIS!r},)); or None "
+        "for one device")
+  shards = mesh.shape[TASK_AXIS]
+  size = tasks_per_step // minibatches
+  if size % shards:
+    raise ValueError(
+        f"a minibatch of tasks_per_step / minibatches = {tasks_per_step} / {minibatches} = {size} "
+        f"trials does not split evenly over the mesh's {shards} {TASK_AXIS!r} devices; make "
+        f"tasks_per_step a multiple of minibatches x devices = {minibatches * shards}")
+  return shards
+
+
 def _check_expected_reward(env: Environment) -> None:
   """Raises unless ``env.step`` reports a scalar ``info["expected_reward"]`` (checked on shapes;
   nothing runs)."""
@@ -178,7 +200,8 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
         epochs: int = 4, minibatches: int = 4, max_grad_norm: float = 0.5,
         reward_scale: float = 1.0, time_input: bool = False,
         learning_rate_decay_steps: int | None = None, learning_rate_decay_begin: int = 0,
-        expected_rewards: bool = False, previous_observation: bool = False) -> RL2:
+        expected_rewards: bool = False, previous_observation: bool = False,
+        mesh: jax.sharding.Mesh | None = None) -> RL2:
   """RL² (Duan et al., 2016): a GRU policy whose hidden state is the fast learner.
 
   At each step the GRU sees ``(observation, one-hot previous action, previous
@@ -229,6 +252,12 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
       ``(s, a, r, s')`` and the GRU need not carry ``s`` over a step to know which
       state-action pair a reward belongs to. Not in the paper, whose input is
       ``(s', a, r, d)``; VariBAD's encoder (Zintgraf et al., 2020) reads transitions so.
+    mesh: split each training step over the devices of this mesh's ``"tasks"`` axis (data
+      parallelism; parameters and optimizer state replicated): each device rolls out
+      ``tasks_per_step / D`` of the trials, the trials are then gathered on every device, and
+      each PPO minibatch is split in ``D`` equal parts whose gradients are averaged. The
+      tasks, rollout keys and minibatches are those of the one-device step, so the result is
+      the one-device result up to float summation order. ``None``: one device.
 
   Returns:
     An :class:`RL2`.
@@ -237,7 +266,8 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     ValueError: a non-discrete action space; ``tasks_per_step`` not divisible by
       ``minibatches``; ``expected_rewards=True`` with an environment whose ``step`` reports
       no ``info["expected_reward"]``; ``learning_rate_decay_begin`` > 0 without
-      ``learning_rate_decay_steps``.
+      ``learning_rate_decay_steps``; a ``mesh`` without a ``"tasks"`` axis, or whose
+      ``"tasks"`` size does not divide a minibatch (``tasks_per_step / minibatches``).
 
   Example:
     >>> import jax, metajax.envs as envs
@@ -269,6 +299,7 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
         "PPO splits the trials of a step into equal minibatches, so pick a divisor."
     )
   check_positive(learning_rate, "learning_rate")
+  shards = _check_mesh(mesh, tasks_per_step, minibatches)
   if not isinstance(expected_rewards, bool):
     raise TypeError(f"expected_rewards={expected_rewards!r} must be True or False")
   if expected_rewards:
@@ -362,28 +393,57 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
   dones = jnp.zeros((trial_length,)).at[-1].set(1.0)
 
   def minibatch_loss(params, batch):
+    """PPO's loss on one minibatch (or, with a mesh, on this device's part of it); the
+    advantages come normalized over the whole minibatch."""
     trials, advantages, returns = batch
     log_probs_all, values = replay(params, trials.inputs)
     log_probs = jnp.take_along_axis(log_probs_all, trials.actions[..., None], axis=-1)[..., 0]
     entropy = -jnp.sum(jnp.exp(log_probs_all) * log_probs_all, axis=-1)
-    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     out = ppo_loss(log_probs, trials.log_probs, advantages, values, returns, entropy,
                    clip_eps=clip_eps, value_coef=value_coef, entropy_coef=entropy_coef)
     return out.total, out
 
   grad_fn = jax.grad(minibatch_loss, has_aux=True)
 
+  def gather_trials(data):
+    # Each device writes its trials at its offset in zeros of the global shape and one psum
+    # (a single all-reduce of every array) adds them up. Not one all_gather per array: XLA:CPU
+    # may run independent collectives at once, and with host devices sharing a small thread
+    # pool, those of one device can take every thread while another device waits for one
+    # (a deadlock seen with 2 host devices on 2 cores, 2026-12-07).
+    # The int actions travel as float32 (exact below 2**24), so the all-reduce is one op.
+    local = jax.tree.leaves(data)[0].shape[0]
+    start = jax.lax.axis_index(TASK_AXIS) * local
+    placed = jax.tree.map(
+        lambda a: jax.lax.dynamic_update_slice_in_dim(
+            jnp.zeros((tasks_per_step, *a.shape[1:]), jnp.float32), a.astype(jnp.float32),
+            start, axis=0), data)
+    return jax.tree.map(lambda a, like: a.astype(like.dtype), jax.lax.psum(placed, TASK_AXIS),
+                        data)
+
   def train_step(state, key):
     key = jax.random.fold_in(key, state.step)
     k_tasks, k_roll, k_perm = jax.random.split(key, 3)
     tasks = sample_tasks(env, k_tasks, tasks_per_step)
-    trials = jax.vmap(rollout, in_axes=(None, 0, 0))(
-        state.params, tasks, jax.random.split(k_roll, tasks_per_step))
+    roll_keys = jax.random.split(k_roll, tasks_per_step)
+    if mesh is None:
+      return ppo_step(state, tasks, roll_keys, k_perm)
+    spec = jax.sharding.PartitionSpec
+    return jax.shard_map(
+        ppo_step, mesh=mesh, in_specs=(spec(), spec(TASK_AXIS), spec(TASK_AXIS), spec()),
+        out_specs=spec(), check_vma=False)(state, tasks, roll_keys, k_perm)
+
+  def ppo_step(state, tasks, roll_keys, k_perm):
+    """Rollouts, GAE and the PPO epochs; with a mesh, on this device's tasks."""
+    trials = jax.vmap(rollout, in_axes=(None, 0, 0))(state.params, tasks, roll_keys)
     advantages, returns = jax.vmap(
         lambda r, v: gae_advantages(reward_scale * r, v, dones, jnp.zeros(()), gamma=gamma,
                                     gae_lambda=gae_lambda)
     )(trials.expected_rewards if expected_rewards else trials.rewards, trials.values)
     data = (trials, advantages, returns)
+    if mesh is not None:  # every device gets every trial; each takes its part of a minibatch
+      data = gather_trials(data)
+      trials = data[0]
     size = tasks_per_step // minibatches
 
     def epoch(carry, epoch_key):
@@ -393,7 +453,17 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
 
       def update(carry, batch):
         params, opt_state = carry
+        minibatch, advantages, returns = batch
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        batch = (minibatch, advantages, returns)
+        if mesh is not None:
+          part = size // shards
+          start = jax.lax.axis_index(TASK_AXIS) * part
+          batch = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, part), batch)
         grads, out = grad_fn(params, batch)
+        if mesh is not None:  # one all-reduce for the gradients and the loss terms together
+          flat, unravel = jax.flatten_util.ravel_pytree((grads, out))
+          grads, out = unravel(jax.lax.pmean(flat, TASK_AXIS))
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), out
 
@@ -411,7 +481,25 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
 
   def init(key):
     params = init_params(key)
-    return MetaTrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+    return replicate(MetaTrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params)))
+
+  def replicate(state):
+    if mesh is None:
+      return state
+    return jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+
+  compiled_step = jax.jit(train_step, donate_argnums=0)
+  # XLA:CPU runs host devices' programs on one shared thread pool. With a step dispatched
+  # before the last one finished, the collectives of two steps could hold every thread while
+  # another device's part waits for one (a deadlock seen with 2 host devices on 2 cores,
+  # 2026-12-07), so on CPU devices each step is waited for.
+  wait = mesh is not None and all(d.platform == "cpu" for d in mesh.devices.flat)
+
+  def step_on_mesh(state, key):
+    # A state from a checkpoint or from one device is first copied to every device of the
+    # mesh (a no-op for the state a step returns), so the step compiles once.
+    out = compiled_step(replicate(state), key)
+    return jax.block_until_ready(out) if wait else out
 
   @functools.partial(jax.jit, static_argnames="greedy")
   def _evaluate(params, key, task_batch, greedy):
@@ -432,5 +520,6 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
   def check_task(task: Any) -> None:
     check_env(env, task)
 
-  return RL2(init=init, train_step=jax.jit(train_step, donate_argnums=0), rollout=rollout,
+  return RL2(init=init, train_step=compiled_step if mesh is None else step_on_mesh,
+             rollout=rollout,
              evaluate=evaluate, check_task=check_task, trial_length=trial_length, name="rl2")

@@ -73,6 +73,12 @@ class RLConfig:
       > 0 (``None``: ``inner_lr`` for every step). The MAML paper's test script halves the
       step size after the first step (``(alpha, alpha/2, alpha/2)``).
     run_dir: the run folder (checkpoints, ``metrics.jsonl``, ``results.json``, plots).
+    devices: RL² only: devices to train on, ``"all"``, a number, or ``None`` (one device).
+      Each step's trials and every PPO minibatch are split over them, parameters replicated
+      (``rl2(..., mesh=...)``); the steps equal the one-device run's up to float summation
+      order, and a run may resume on another number of devices. One process only. On a CPU,
+      ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` makes two devices of the cores.
+      The test runs on one device.
 
   Example:
     >>> from metajax.train import RLConfig
@@ -95,6 +101,7 @@ class RLConfig:
   adapt_steps: int = 3
   adapt_step_sizes: tuple[float, ...] | None = None
   run_dir: str = "runs/rl2"
+  devices: int | str | None = None
 
   def replace(self, **changes: Any) -> RLConfig:
     return dataclasses.replace(self, **changes)
@@ -127,7 +134,13 @@ class RLConfig:
         raise ValueError(f"config key 'adapt_step_sizes' must be None or {self.adapt_steps} "
                          f"(adapt_steps) finite numbers > 0, got {sizes!r}; e.g. "
                          f"adapt_step_sizes={(0.1,) * self.adapt_steps}.")
+    from metajax.train.distributed import check_layout_keys
+
+    check_layout_keys(self.devices, {})
     if self.algorithm == "maml_rl":
+      if self.devices not in (None, 1):
+        raise ValueError(f"config key 'devices' is {self.devices!r}, but MAML-RL trains on one "
+                         "device; leave devices out (devices=None) or use algorithm='rl2'.")
       _check_maml_rl_kwargs(self.algorithm_kwargs)
     return self
 
@@ -270,17 +283,35 @@ class _Run(NamedTuple):
   test: Callable[[Any], dict]
 
 
-def _build_run(config: RLConfig) -> _Run:
-  """The config's environment and algorithm, as one :class:`_Run` (training and evaluation)."""
+def _build_run(config: RLConfig, mesh: jax.sharding.Mesh | None = None) -> _Run:
+  """The config's environment and algorithm, as one :class:`_Run` (training and evaluation);
+  ``mesh``: RL²'s training devices (:func:`train_rl` passes the config's ``devices``)."""
   env = make_env(config)
-  return (_maml_rl_run if config.algorithm == "maml_rl" else _rl2_run)(config, env)
+  if config.algorithm == "maml_rl":
+    return _maml_rl_run(config, env)
+  return _rl2_run(config, env, mesh)
 
 
-def _rl2_run(config: RLConfig, env) -> _Run:
+def _training_mesh(config: RLConfig) -> jax.sharding.Mesh | None:
+  """The device mesh of a config's ``devices`` (``None``: one device).
+
+  Raises:
+    ValueError: in a multi-process run, or for devices this machine does not have.
+  """
+  from metajax.train import distributed
+
+  if jax.process_count() > 1:
+    raise ValueError(f"meta-RL runs train in one process, but this is one of "
+                     f"{jax.process_count()}; start a single process (devices may still be "
+                     "several devices of this machine).")
+  return distributed.device_layout(config.devices).mesh
+
+
+def _rl2_run(config: RLConfig, env, mesh: jax.sharding.Mesh | None = None) -> _Run:
   from metajax.algorithms.rl2 import rl2
   from metajax.envs import bandit_baselines
 
-  learner = rl2(env, episodes=config.episodes, **config.algorithm_kwargs)
+  learner = rl2(env, episodes=config.episodes, mesh=mesh, **config.algorithm_kwargs)
   learner.check_task(env.sample_task(jax.random.key(config.seed)))
 
   def test(params):
@@ -361,9 +392,9 @@ def _maml_rl_run(config: RLConfig, env) -> _Run:
 
 
 # Config keys a resumed run (and a branch_rl_run branch) may change: they do not alter the
-# training steps.
+# training steps (devices: up to float summation order).
 _RESUME_FREE_KEYS = ("meta_steps", "run_dir", "name", "test_tasks", "adapt_steps",
-                     "adapt_step_sizes", "log_every", "checkpoint_every")
+                     "adapt_step_sizes", "log_every", "checkpoint_every", "devices")
 
 
 def train_rl(config: RLConfig, *, resume: bool | None = None, progress: bool = True,
@@ -400,7 +431,7 @@ def train_rl(config: RLConfig, *, resume: bool | None = None, progress: bool = T
 
   config = config.validated()
   report = report or (lambda message: None)
-  run = _build_run(config)
+  run = _build_run(config, _training_mesh(config))
   state = run.state
   run_dir = Path(config.run_dir)
   run_dir.mkdir(parents=True, exist_ok=True)
