@@ -176,6 +176,12 @@ def main() -> None:
   parser.add_argument("--devices", type=int, default=1,
                       help="devices the metajax step is split over (on a CPU: host devices)")
   args = parser.parse_args()
+  if args.devices < 1:
+    parser.error(f"--devices must be >= 1, got {args.devices}")
+  if args.tasks % (args.minibatches * args.devices):
+    parser.error(f"--tasks {args.tasks} must be a multiple of --minibatches x --devices = "
+                 f"{args.minibatches * args.devices} (each minibatch splits evenly over the "
+                 "devices)")
   if args.devices > 1 and "host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_force_host_platform_device_count={args.devices}")

@@ -126,6 +126,8 @@ def _rl_config(config, args: argparse.Namespace) -> int:
   except ValueError as error:
     _err(f"metajax train: {error}")
     return 1
+  if result.stopped_by is not None:
+    return 130 if result.stopped_by == "SIGINT" else 143
   test = result.test
   if "adaptation_steps" in test:  # MAML-RL: the return after 0, 1, ... adaptation steps
     returns = ", ".join(f"{k}: {m:.2f} ± {c:.2f}" for k, m, c in zip(

@@ -6,6 +6,7 @@ import importlib
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -815,6 +816,12 @@ _TWO_DEVICES = textwrap.dedent("""
     refused = None
   except ValueError as error:
     refused = str(error)
+  try:
+    rl2(env, **kw, mesh=jax.sharding.Mesh(np.array(jax.devices()).reshape(1, 2),
+                                          ("tasks", "other")))
+    repeats = None
+  except ValueError as error:
+    repeats = str(error)
   config = RLConfig(env_kwargs={"arms": 3, "pulls": 6}, episodes=6, meta_steps=4,
                     checkpoint_every=2, log_every=1, test_tasks=20,
                     algorithm_kwargs={"hidden": 8, "tasks_per_step": 8, "minibatches": 2,
@@ -826,7 +833,7 @@ _TWO_DEVICES = textwrap.dedent("""
   run_diff = max(float(np.max(np.abs(a - b))) for a, b in
                  zip(jax.tree.leaves(runs["one"][1]), jax.tree.leaves(runs["two"][1])))
   print("RESULT " + json.dumps({"steps": steps, "moved": moved, "replicated": replicated,
-                                "refused": refused, "run_diff": run_diff,
+                                "refused": refused, "repeats": repeats, "run_diff": run_diff,
                                 "run_steps": [runs["one"][2], runs["two"][2]],
                                 "devices": json.load(open(root + "/two/config.json"))["devices"]}))
 """)
@@ -851,6 +858,7 @@ def test_rl2_on_two_devices_takes_the_one_device_steps(tmp_path):
   assert out["replicated"]
   assert "tasks_per_step / minibatches = 6 / 2 = 3" in out["refused"]
   assert "multiple of minibatches x devices = 4" in out["refused"]
+  assert "mesh axes {'other': 2} besides 'tasks'" in out["repeats"]
   assert out["run_steps"] == [6, 6] and out["devices"] is None
   assert out["run_diff"] < 1e-5
 
@@ -870,3 +878,42 @@ def test_rl2_mesh_and_devices_are_checked_before_anything_runs(tmp_path):
   with pytest.raises(ValueError, match="config key 'devices' is 3 but this run has 1 device"):
     train_rl(RLConfig(devices=3, run_dir=str(run)), progress=False)
   assert not run.exists()
+
+
+def test_ctrl_c_saves_the_last_step_and_the_same_command_resumes(tmp_path):
+  """SIGINT to ``metajax train`` on an RL² config: the step finishes, a checkpoint of it is
+  saved, the exit code is 130 with no traceback, and the same command resumes from that step."""
+  import signal
+  import time
+
+  from metajax.train.checkpoint import Checkpointer
+  from metajax.train.metrics_log import read_metrics
+
+  run = tmp_path / "run"
+  command = [sys.executable, "-m", "metajax.cli", "train", "configs/rl2_bandits.py:k5n10",
+             "meta_steps=1000000", "log_every=1", "checkpoint_every=1000000", "test_tasks=20",
+             f"run_dir={run}", "env_kwargs.arms=2", "episodes=3", "algorithm_kwargs.hidden=4",
+             "algorithm_kwargs.tasks_per_step=4", "algorithm_kwargs.minibatches=1",
+             "algorithm_kwargs.epochs=1", "--no-progress"]
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env)
+  deadline = time.monotonic() + 300
+  while time.monotonic() < deadline and proc.poll() is None:
+    if (run / "metrics.jsonl").exists() and len(read_metrics(run)) >= 5:
+      break
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGINT)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 130, stderr[-2000:]
+  assert "Traceback" not in stderr
+  stopped = int(re.search(r"stopped \(SIGINT\) after step (\d+)", stderr).group(1))
+  assert stopped >= 5
+  assert Checkpointer(run / "checkpoints").steps()[-1] == stopped
+  assert [r["step"] for r in read_metrics(run)] == list(range(1, stopped + 1))
+  resumed = subprocess.run([*command[:5], f"meta_steps={stopped + 2}", *command[6:]], env=env,
+                           capture_output=True, text=True, timeout=300, check=False)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert f"resumed {run} at step {stopped}" in resumed.stderr
+  assert [r["step"] for r in read_metrics(run)] == list(range(1, stopped + 3))
+

@@ -165,6 +165,12 @@ def _check_mesh(mesh: jax.sharding.Mesh | None, tasks_per_step: int, minibatches
         f"mesh={mesh!r} must be a jax.sharding.Mesh with a {TASK_AXIS!r} axis (RL² splits the "
         f"trials over it), e.g. jax.sharding.Mesh(jax.devices(), ({TASK_AXIS!r},)); or None "
         "for one device")
+  others = {name: n for name, n in mesh.shape.items() if name != TASK_AXIS and n > 1}
+  if others:
+    raise ValueError(
+        f"mesh axes {others} besides {TASK_AXIS!r} have more than one device; RL² replicates "
+        f"the parameters over them, so they would only repeat the work. Put every device on "
+        f"{TASK_AXIS!r}, e.g. jax.sharding.Mesh(devices, ({TASK_AXIS!r},))")
   shards = mesh.shape[TASK_AXIS]
   size = tasks_per_step // minibatches
   if size % shards:
@@ -256,8 +262,10 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
       parallelism; parameters and optimizer state replicated): each device rolls out
       ``tasks_per_step / D`` of the trials, the trials are then gathered on every device, and
       each PPO minibatch is split in ``D`` equal parts whose gradients are averaged. The
-      tasks, rollout keys and minibatches are those of the one-device step, so the result is
-      the one-device result up to float summation order. ``None``: one device.
+      tasks, rollout keys and minibatches are those of the one-device step, so each step's
+      result is the one-device result up to float summation order. Over hundreds of steps
+      those differences grow until a sampled action differs, and from then on the two runs
+      are different samples of the same training. ``None``: one device.
 
   Returns:
     An :class:`RL2`.
@@ -266,8 +274,9 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     ValueError: a non-discrete action space; ``tasks_per_step`` not divisible by
       ``minibatches``; ``expected_rewards=True`` with an environment whose ``step`` reports
       no ``info["expected_reward"]``; ``learning_rate_decay_begin`` > 0 without
-      ``learning_rate_decay_steps``; a ``mesh`` without a ``"tasks"`` axis, or whose
-      ``"tasks"`` size does not divide a minibatch (``tasks_per_step / minibatches``).
+      ``learning_rate_decay_steps``; a ``mesh`` without a ``"tasks"`` axis, with another axis
+      of more than one device, or whose ``"tasks"`` size does not divide a minibatch
+      (``tasks_per_step / minibatches``).
 
   Example:
     >>> import jax, metajax.envs as envs

@@ -75,8 +75,9 @@ class RLConfig:
     run_dir: the run folder (checkpoints, ``metrics.jsonl``, ``results.json``, plots).
     devices: RL² only: devices to train on, ``"all"``, a number, or ``None`` (one device).
       Each step's trials and every PPO minibatch are split over them, parameters replicated
-      (``rl2(..., mesh=...)``); the steps equal the one-device run's up to float summation
-      order, and a run may resume on another number of devices. One process only. On a CPU,
+      (``rl2(..., mesh=...)``); each step equals the one-device step up to float summation
+      order (over hundreds of steps the runs drift apart, as two samples of the same
+      training), and a run may resume on another number of devices. One process only. On a CPU,
       ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` makes two devices of the cores.
       The test runs on one device.
 
@@ -211,6 +212,10 @@ class RLResult(NamedTuple):
       "initial": {"mean", "ci95"}, "tasks", "step", "gamma"}``: the mean return per episode
       (discounted by ``gamma``, as :func:`metajax.algorithms.maml_rl` measures it) after each
       number of adaptation steps, for the trained and (``"initial"``) the untrained policy.
+      Empty when the run was stopped early.
+    stopped_by: ``"SIGINT"`` or ``"SIGTERM"`` when a signal stopped the run before
+      ``meta_steps`` (a checkpoint of the last step done was saved; the same command
+      resumes), else ``None``.
 
   Example:
     >>> result = train_rl(RLConfig(meta_steps=10, run_dir="/tmp/rl2"))  # doctest: +SKIP
@@ -220,6 +225,7 @@ class RLResult(NamedTuple):
   run_dir: Path
   steps: int
   test: dict
+  stopped_by: str | None = None
 
 
 def make_env(config: RLConfig):
@@ -304,7 +310,14 @@ def _training_mesh(config: RLConfig) -> jax.sharding.Mesh | None:
     raise ValueError(f"meta-RL runs train in one process, but this is one of "
                      f"{jax.process_count()}; start a single process (devices may still be "
                      "several devices of this machine).")
-  return distributed.device_layout(config.devices).mesh
+  try:
+    return distributed.device_layout(config.devices).mesh
+  except ValueError as error:
+    if jax.default_backend() != "cpu":
+      raise
+    raise ValueError(f"{error}. On a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N "
+                     "(set before the command) makes N devices of the cores; a run may also "
+                     "resume with devices=1.") from None
 
 
 def _rl2_run(config: RLConfig, env, mesh: jax.sharding.Mesh | None = None) -> _Run:
@@ -398,7 +411,8 @@ _RESUME_FREE_KEYS = ("meta_steps", "run_dir", "name", "test_tasks", "adapt_steps
 
 
 def train_rl(config: RLConfig, *, resume: bool | None = None, progress: bool = True,
-             report: Callable[[str], None] | None = None) -> RLResult:
+             report: Callable[[str], None] | None = None,
+             handle_signals: bool = True) -> RLResult:
   """Trains RL² or MAML-RL as ``config`` says, resuming from the newest checkpoint when asked.
 
   Writes ``config.json``, ``checkpoints/``, ``metrics.jsonl`` (one ``"train"`` record every
@@ -411,6 +425,8 @@ def train_rl(config: RLConfig, *, resume: bool | None = None, progress: bool = T
       folder holds checkpoints), ``None`` resume when checkpoints exist.
     progress: show a progress bar.
     report: called with messages for the user.
+    handle_signals: turn SIGINT (Ctrl-C) and SIGTERM into "finish the step, save a checkpoint,
+      return" (main thread only; a second Ctrl-C exits at once). The test is skipped then.
 
   Returns:
     An :class:`RLResult`.
@@ -428,6 +444,7 @@ def train_rl(config: RLConfig, *, resume: bool | None = None, progress: bool = T
 
   from metajax.train.checkpoint import Checkpointer
   from metajax.train.metrics_log import MetricsLog
+  from metajax.train.trainer import _StopFlag
 
   config = config.validated()
   report = report or (lambda message: None)
@@ -460,25 +477,35 @@ def train_rl(config: RLConfig, *, resume: bool | None = None, progress: bool = T
   train_key = jax.random.key(config.seed + 1)
   bar = tqdm(total=config.meta_steps, initial=start, disable=not progress, unit="step")
   step = start
+  stop = _StopFlag(handle_signals)
+  stopped_by = None
   try:
     while step < config.meta_steps:
       state, metrics = run.train_step(state, train_key)
       step += 1
       bar.update(1)
-      if step % config.log_every == 0 or step == config.meta_steps:
+      stopped_by = stop.check(step)
+      if step % config.log_every == 0 or step == config.meta_steps or stopped_by:
         record = {k: float(v) for k, v in metrics.items()}
         if not all(math.isfinite(v) for v in record.values()):
           raise ValueError(f"non-finite metrics {record} between steps "
                            f"{step - config.log_every} and {step}; lower the learning rate")
         log.write({"split": "train", "step": step, **record})
         bar.set_postfix({run.curve[0]: f"{record[run.curve[0]]:.3f}"})
-      if step % config.checkpoint_every == 0 or step == config.meta_steps:
+      if step % config.checkpoint_every == 0 or step == config.meta_steps or stopped_by:
         log.flush()
         checkpointer.save(step, state)
+      if stopped_by:
+        break
   finally:
+    stop.restore()
     bar.close()
     log.close()
     checkpointer.close()
+  if stopped_by:
+    report(f"stopped ({stopped_by}) after step {step}; checkpoint saved in "
+           f"{run_dir / 'checkpoints'}; the same command resumes")
+    return RLResult(run_dir, step, {}, stopped_by)
 
   test = {**run.test(state.params), "step": step}
   (run_dir / "results.json").write_text(json.dumps({"test": test}, indent=2))
