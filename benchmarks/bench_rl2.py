@@ -25,6 +25,7 @@ Numbers are only meaningful on an otherwise idle machine; the script prints the 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 
@@ -50,12 +51,37 @@ def bench_jax(args) -> float:
   key = jax.random.key(1)
   state, _ = learner.train_step(state, key)  # compile
   jax.block_until_ready(state)
-  steps, start = 0, time.perf_counter()
+  steps, start, cpu = 0, time.perf_counter(), time.process_time()
   while time.perf_counter() - start < args.seconds:
     state, metrics = learner.train_step(state, key)
     steps += 1
   jax.block_until_ready(state)
-  return steps * args.tasks * learner.trial_length / (time.perf_counter() - start)
+  wall = time.perf_counter() - start
+  args.jax_cores = (time.process_time() - cpu) / wall  # cores kept busy, on average
+  return steps * args.tasks * learner.trial_length / wall
+
+
+def matmul_ceiling(args) -> float:
+  """GFLOP/s of the replay's recurrent matmul alone on one device: a ``lax.scan`` of 3,200
+  steps of ``tanh([B, hidden] @ [hidden, 3 hidden])`` with B the rows of one minibatch."""
+  import jax
+  import jax.numpy as jnp
+
+  rows, h = args.tasks // args.minibatches, args.hidden
+
+  @jax.jit
+  def loop(w, x):
+    return jax.lax.scan(lambda x, _: (jnp.tanh(x @ w)[:, :h], None), x, None, length=3200)[0]
+
+  w = 0.1 * jax.random.normal(jax.random.key(0), (h, 3 * h))
+  x = jax.random.normal(jax.random.key(1), (rows, h))
+  loop(w, x).block_until_ready()
+  best = math.inf
+  for _ in range(5):
+    start = time.perf_counter()
+    loop(w, x).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 3200 * rows * h * 3 * h * 2 / best / 1e9
 
 
 def bench_torch(args) -> float:
@@ -187,6 +213,7 @@ def main() -> None:
                                f" --xla_force_host_platform_device_count={args.devices}")
   load_before = os.getloadavg()[0]
   jax_rate = bench_jax(args)
+  ceiling = matmul_ceiling(args)
   torch_rate = bench_torch(args)
   flops = matmul_flops(args)
   per_env_step = flops / (args.tasks * args.pulls)
@@ -194,9 +221,12 @@ def main() -> None:
         f"epochs={args.epochs} minibatches={args.minibatches} devices={args.devices} "
         f"torch_threads={args.torch_threads}; matmul work {flops / 1e9:.2f} GFLOP per PPO step")
   print(f"metajax (jit):          {jax_rate:12,.0f} env steps/s "
-        f"({jax_rate * per_env_step / 1e9:.0f} GFLOP/s of matmul work)")
+        f"({jax_rate * per_env_step / 1e9:.0f} GFLOP/s of matmul work; "
+        f"{args.jax_cores:.2f} cores busy)")
   print(f"PyTorch + gymnasium:    {torch_rate:12,.0f} env steps/s "
         f"({torch_rate * per_env_step / 1e9:.0f} GFLOP/s of matmul work)")
+  print(f"one device's ceiling for the recurrent matmul alone ([{args.tasks // args.minibatches}, "
+        f"{args.hidden}] @ [{args.hidden}, {3 * args.hidden}] in a scan): {ceiling:.0f} GFLOP/s")
   print(f"ratio {jax_rate / torch_rate:.1f}x; load average {load_before:.1f} before, "
         f"{os.getloadavg()[0]:.1f} after ({os.cpu_count()} CPUs)")
 
