@@ -13,9 +13,6 @@ Runtime:   k5n10 (128 trials of 10 pulls a step) compiles in ~30 s, then runs ~9
            (2,470 steps in 3 min). k5n100 (512 trials of 100 pulls a step): ~1 PPO step/s on
            one core with the other core training too (3,000 steps in 54 min, 2026-12-07).
            k10n100 (1,024 trials a step): 1.2-1.9 s a step on both cores (7,000 steps, ~3.5 h).
-           Two host devices use both cores for one run: k5n100 took 0.65 s a step with
-           ``devices=2`` (and XLA_FLAGS=--xla_force_host_platform_device_count=2) against
-           1.03-1.14 s on one device (quiet 2-core AMD EPYC, 40 s each, 2026-12-07).
 Result:    k5n10 with these settings, trained 2,470 steps (3 min, load average 19) by
            benchmarks/rl2_bandits.py, on the same 2,000 fresh tasks (mean +- 95% CI):
            RL² 6.60 +- 0.10, Bayes-optimal (exact DP) 6.68 +- 0.10 (expectation 6.660),
