@@ -19,7 +19,7 @@ from jax.flatten_util import ravel_pytree
 
 import metajax.envs as envs
 from metajax.algorithms.ppo import gae_advantages, ppo_loss
-from metajax.algorithms.rl2 import rl2
+from metajax.algorithms.rl2 import gru_cell, rl2
 from metajax.envs import bandit_baselines as bb
 from metajax.train.rl import RLConfig, make_env, rl_test_tasks
 
@@ -622,6 +622,35 @@ def test_expected_reward_policy_gradient_is_unbiased_with_less_variance_by_enume
   assert variance["expected"] < 0.8 * variance["sampled"], variance
 
 
+def test_rl2_embedding_feeds_the_gru_a_relu_layer_of_the_inputs():
+  """``embedding=E``: the GRU reads ``relu(x W + b)``. The rollout's log-probabilities equal
+  a hand computation of that path, and PPO's replay uses it too: one update at a negligible
+  rate sees the rollout's own log-probabilities (ratio 1, nothing clipped). A width < 1 is
+  refused."""
+  env = envs.tabular_mdp(states=4, actions=3, episode_length=3)
+  learner = rl2(env, episodes=2, hidden=6, tasks_per_step=4, minibatches=1, epochs=1,
+                learning_rate=1e-12, embedding=5)
+  state = learner.init(jax.random.key(0))
+  params = state.params
+  input_dim = 4 + 3 + 2  # one-hot state, one-hot previous action, reward, done
+  assert params["embed"]["w"].shape == (input_dim, 5)
+  assert params["gru"]["w_x"].shape[0] == 5
+  trial = learner.rollout(params, env.sample_task(jax.random.key(2)), jax.random.key(3))
+  h = jnp.zeros(6)
+  for t in range(learner.trial_length):
+    x = trial.inputs[t]
+    assert x.shape == (input_dim,)
+    h = gru_cell(params["gru"], h, jax.nn.relu(x @ params["embed"]["w"] + params["embed"]["b"]))
+    logits = h @ params["policy"]["w"] + params["policy"]["b"]
+    np.testing.assert_allclose(float(trial.log_probs[t]),
+                               float(jax.nn.log_softmax(logits)[trial.actions[t]]), atol=1e-5)
+  _, metrics = learner.train_step(state, jax.random.key(4))
+  assert abs(float(metrics["approx_kl"])) < 1e-6, metrics
+  assert float(metrics["clip_fraction"]) == 0.0
+  with pytest.raises(ValueError, match="embedding"):
+    rl2(env, episodes=2, embedding=0)
+
+
 def test_rl2_expected_rewards_train_on_the_arm_means():
   """``expected_rewards=True`` records each pull's arm mean beside the sampled reward and
   trains on it: identical to the default when rewards are deterministic (arm means 0 or 1),
@@ -789,7 +818,7 @@ _TWO_DEVICES = textwrap.dedent("""
   import json, sys
   import jax, numpy as np
   import metajax.envs as envs
-  from metajax.algorithms.rl2 import rl2
+  from metajax.algorithms.rl2 import gru_cell, rl2
   from metajax.train.rl import RLConfig, restore_rl_params, train_rl
 
   assert jax.device_count() == 2

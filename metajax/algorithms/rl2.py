@@ -207,7 +207,7 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
         reward_scale: float = 1.0, time_input: bool = False,
         learning_rate_decay_steps: int | None = None, learning_rate_decay_begin: int = 0,
         expected_rewards: bool = False, previous_observation: bool = False,
-        mesh: jax.sharding.Mesh | None = None) -> RL2:
+        embedding: int | None = None, mesh: jax.sharding.Mesh | None = None) -> RL2:
   """RL² (Duan et al., 2016): a GRU policy whose hidden state is the fast learner.
 
   At each step the GRU sees ``(observation, one-hot previous action, previous
@@ -258,6 +258,10 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
       ``(s, a, r, s')`` and the GRU need not carry ``s`` over a step to know which
       state-action pair a reward belongs to. Not in the paper, whose input is
       ``(s', a, r, d)``; VariBAD's encoder (Zintgraf et al., 2020) reads transitions so.
+    embedding: pass each input through a dense ReLU layer of this width before the GRU
+      (``relu(x W + b)``, re-applied with the current weights when PPO replays a trial), so
+      the GRU's gates read learned features of the input, such as the conjunction of a state
+      and an action, rather than the raw one-hots; ``None``: the GRU reads the input itself.
     mesh: split each training step over the devices of this mesh's ``"tasks"`` axis (data
       parallelism; parameters and optimizer state replicated): each device rolls out
       ``tasks_per_step / D`` of the trials, the trials are then gathered on every device, and
@@ -320,6 +324,8 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
   if not isinstance(previous_observation, bool):
     raise TypeError(f"previous_observation={previous_observation!r} must be True or False")
   input_dim = obs_dim + n_actions + 2 + int(time_input) + obs_dim * int(previous_observation)
+  if embedding is not None:
+    embedding = check_steps(embedding, "embedding", minimum=1)
   trial_length = episodes * env.episode_length
   rate = learning_rate
   begin = check_steps(learning_rate_decay_begin, "learning_rate_decay_begin")
@@ -337,13 +343,23 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
                           optax.adam(rate, eps=1e-5))
 
   def init_params(key):
-    k_gru, k_pi, k_v = jax.random.split(key, 3)
-    return {
-        "gru": gru_init(k_gru, input_dim, hidden),
+    k_gru, k_pi, k_v, k_embed = jax.random.split(key, 4)
+    params = {
+        "gru": gru_init(k_gru, input_dim if embedding is None else embedding, hidden),
         "policy": {"w": 0.01 * jax.nn.initializers.orthogonal()(k_pi, (hidden, n_actions)),
                    "b": jnp.zeros((n_actions,))},
         "value": {"w": jax.nn.initializers.orthogonal()(k_v, (hidden, 1)), "b": jnp.zeros((1,))},
     }
+    if embedding is not None:
+      params["embed"] = {
+          "w": jax.nn.initializers.orthogonal(jnp.sqrt(2.0))(k_embed, (input_dim, embedding)),
+          "b": jnp.zeros((embedding,))}
+    return params
+
+  def embed(params, x):
+    if embedding is None:
+      return x
+    return jax.nn.relu(x @ params["embed"]["w"] + params["embed"]["b"])
 
   def heads(params, h):
     logits = h @ params["policy"]["w"] + params["policy"]["b"]
@@ -364,7 +380,7 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
       x = jnp.concatenate([obs, jax.nn.one_hot(prev_action, n_actions),
                            prev_reward[None], prev_done[None], *clock, *before]
                           ).astype(jnp.float32)
-      h = gru_cell(params["gru"], h, x)
+      h = gru_cell(params["gru"], h, embed(params, x))
       logits, value = heads(params, h)
       action = (jnp.argmax(logits) if greedy else jax.random.categorical(k_act, logits)
                 ).astype(jnp.int32)
@@ -396,7 +412,7 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
       return h, heads(params, h)
 
     h0 = jnp.zeros((inputs.shape[0], hidden), inputs.dtype)
-    _, (logits, values) = jax.lax.scan(body, h0, jnp.swapaxes(inputs, 0, 1))
+    _, (logits, values) = jax.lax.scan(body, h0, jnp.swapaxes(embed(params, inputs), 0, 1))
     return jax.nn.log_softmax(jnp.swapaxes(logits, 0, 1)), jnp.swapaxes(values, 0, 1)
 
   dones = jnp.zeros((trial_length,)).at[-1].set(1.0)
