@@ -59,6 +59,11 @@ def _train(args: argparse.Namespace) -> int:
 
   primary = jax.process_index() == 0  # only process 0 talks to the user
   overrides = [*args.overrides, *([f"devices={args.devices}"] if args.devices else [])]
+  given = [o for o in args.overrides if o.split("=", 1)[0].strip() == "devices"]
+  if args.devices and given:
+    _err(f"metajax train: bad config: devices given twice, as --devices {args.devices} and as "
+         f"the override {given[-1]!r}; keep one of them.")
+    return 2
   try:
     config = load_config(args.config, overrides)
   except (ValueError, TypeError, FileNotFoundError) as error:
@@ -115,8 +120,13 @@ def _sinusoid_config(config, *, progress: bool) -> int:
 
 
 def _rl_config(config, args: argparse.Namespace) -> int:
-  from metajax.train.rl import train_rl
+  from metajax.train.rl import _training_mesh, train_rl
 
+  try:  # devices this machine lacks are a config error, reported before anything runs
+    _training_mesh(config)
+  except ValueError as error:
+    _err(f"metajax train: bad config: {error}")
+    return 2
   print(f"{config.name}: {config.algorithm} on {config.env} {config.env_kwargs}, "
         f"{config.meta_steps} {'PPO' if config.algorithm == 'rl2' else 'outer'} steps, "
         f"run folder {config.run_dir}", flush=True)

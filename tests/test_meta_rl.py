@@ -892,7 +892,7 @@ def test_rl2_on_two_devices_takes_the_one_device_steps(tmp_path):
   assert out["run_diff"] < 1e-5
 
 
-def test_rl2_mesh_and_devices_are_checked_before_anything_runs(tmp_path):
+def test_rl2_mesh_and_devices_are_checked_before_anything_runs(tmp_path, capsys):
   env = envs.bernoulli_bandit(arms=2, pulls=3)
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("batch",))
   with pytest.raises(ValueError, match="must be a jax.sharding.Mesh with a 'tasks' axis"):
@@ -907,6 +907,26 @@ def test_rl2_mesh_and_devices_are_checked_before_anything_runs(tmp_path):
   with pytest.raises(ValueError, match="config key 'devices' is 3 but this run has 1 device"):
     train_rl(RLConfig(devices=3, run_dir=str(run)), progress=False)
   assert not run.exists()
+  # 'all' on a one-device machine is one device, which MAML-RL accepts.
+  assert jax.device_count() == 1
+  RLConfig(algorithm="maml_rl", env="point_navigation", devices="all").validated()
+  # The CLI reports both as config errors (exit 2) before a run folder exists, and refuses
+  # devices given both as a flag and as an override.
+  from metajax.cli import main
+
+  rl = ["train", "configs/rl2_bandits.py:k5n10", f"run_dir={run}", "--no-progress"]
+  assert main([*rl, "devices=3"]) == 2
+  assert main([*rl, "--devices", "2", "devices=1"]) == 2
+  err = capsys.readouterr().err
+  assert "metajax train: bad config: config key 'devices' is 3 but this run has 1" in err
+  assert "devices given twice, as --devices 2 and as the override 'devices=1'" in err
+  assert not run.exists()
+  # A branch for devices this machine lacks is refused before its folder is written.
+  from metajax.train.rl import branch_rl_run
+
+  with pytest.raises(ValueError, match="config key 'devices' is 2 but this run has 1 device"):
+    branch_rl_run(tmp_path / "none", 1, RLConfig(devices=2, run_dir=str(tmp_path / "b")))
+  assert not (tmp_path / "b").exists()
 
 
 def test_ctrl_c_saves_the_last_step_and_the_same_command_resumes(tmp_path):

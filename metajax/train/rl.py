@@ -139,7 +139,8 @@ class RLConfig:
 
     check_layout_keys(self.devices, {})
     if self.algorithm == "maml_rl":
-      if self.devices not in (None, 1):
+      if self.devices not in (None, 1) and not (self.devices == "all"
+                                                and jax.device_count() == 1):
         raise ValueError(f"config key 'devices' is {self.devices!r}, but MAML-RL trains on one "
                          "device; leave devices out (devices=None) or use algorithm='rl2'.")
       _check_maml_rl_kwargs(self.algorithm_kwargs)
@@ -691,6 +692,7 @@ def branch_rl_run(source_dir: str | Path, step: int, config: RLConfig) -> Path:
   if isinstance(step, bool) or not isinstance(step, numbers.Integral):
     raise TypeError(f"step={step!r} must be an int, the step of a saved checkpoint")
   step, source, config = int(step), Path(source_dir), config.validated()
+  _training_mesh(config)  # devices this machine lacks: refused now, not at the first train_rl
   target = Path(config.run_dir)
   source_config = _read_config(source)
   if source_config.algorithm != "rl2":
