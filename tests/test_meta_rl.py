@@ -622,14 +622,15 @@ def test_expected_reward_policy_gradient_is_unbiased_with_less_variance_by_enume
   assert variance["expected"] < 0.8 * variance["sampled"], variance
 
 
-def test_rl2_embedding_feeds_the_gru_a_relu_layer_of_the_inputs():
-  """``embedding=E``: the GRU reads ``relu(x W + b)``. The rollout's log-probabilities equal
-  a hand computation of that path, and PPO's replay uses it too: one update at a negligible
-  rate sees the rollout's own log-probabilities (ratio 1, nothing clipped). A width < 1 is
-  refused."""
+def test_rl2_embedding_and_head_hidden_add_relu_layers_before_and_after_the_gru():
+  """``embedding=E``: the GRU reads ``relu(x W + b)``; ``head_hidden=K``: each head reads
+  ``relu(h W1 + b1)``. The rollout's log-probabilities and values equal a hand computation of
+  that path, and PPO's replay uses it too: one update at a negligible rate sees the rollout's
+  own log-probabilities (ratio 1, nothing clipped). Widths < 1 are refused, and the default
+  learner's weights are those it had before the options existed."""
   env = envs.tabular_mdp(states=4, actions=3, episode_length=3)
   learner = rl2(env, episodes=2, hidden=6, tasks_per_step=4, minibatches=1, epochs=1,
-                learning_rate=1e-12, embedding=5)
+                learning_rate=1e-12, embedding=5, head_hidden=7)
   state = learner.init(jax.random.key(0))
   params = state.params
   input_dim = 4 + 3 + 2  # one-hot state, one-hot previous action, reward, done
@@ -641,14 +642,29 @@ def test_rl2_embedding_feeds_the_gru_a_relu_layer_of_the_inputs():
     x = trial.inputs[t]
     assert x.shape == (input_dim,)
     h = gru_cell(params["gru"], h, jax.nn.relu(x @ params["embed"]["w"] + params["embed"]["b"]))
-    logits = h @ params["policy"]["w"] + params["policy"]["b"]
+    h_pi = jax.nn.relu(h @ params["policy_hidden"]["w"] + params["policy_hidden"]["b"])
+    h_v = jax.nn.relu(h @ params["value_hidden"]["w"] + params["value_hidden"]["b"])
+    logits = h_pi @ params["policy"]["w"] + params["policy"]["b"]
     np.testing.assert_allclose(float(trial.log_probs[t]),
                                float(jax.nn.log_softmax(logits)[trial.actions[t]]), atol=1e-5)
+    np.testing.assert_allclose(float(trial.values[t]),
+                               float((h_v @ params["value"]["w"] + params["value"]["b"])[0]),
+                               atol=1e-5)
+  assert params["policy"]["w"].shape == (7, 3) and params["value"]["w"].shape == (7, 1)
   _, metrics = learner.train_step(state, jax.random.key(4))
   assert abs(float(metrics["approx_kl"])) < 1e-6, metrics
   assert float(metrics["clip_fraction"]) == 0.0
   with pytest.raises(ValueError, match="embedding"):
     rl2(env, episodes=2, embedding=0)
+  with pytest.raises(ValueError, match="head_hidden"):
+    rl2(env, episodes=2, head_hidden=0)
+  # Weights of the default learner, drawn as before these options (key split in three).
+  plain = rl2(env, episodes=2, hidden=6, tasks_per_step=4, minibatches=1)
+  _, k_pi, _ = jax.random.split(jax.random.key(0), 3)
+  default = plain.init(jax.random.key(0)).params
+  np.testing.assert_array_equal(
+      default["policy"]["w"], 0.01 * jax.nn.initializers.orthogonal()(k_pi, (6, 3)))
+  assert set(default) == {"gru", "policy", "value"}
 
 
 def test_rl2_expected_rewards_train_on_the_arm_means():

@@ -207,7 +207,8 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
         reward_scale: float = 1.0, time_input: bool = False,
         learning_rate_decay_steps: int | None = None, learning_rate_decay_begin: int = 0,
         expected_rewards: bool = False, previous_observation: bool = False,
-        embedding: int | None = None, mesh: jax.sharding.Mesh | None = None) -> RL2:
+        embedding: int | None = None, head_hidden: int | None = None,
+        mesh: jax.sharding.Mesh | None = None) -> RL2:
   """RL² (Duan et al., 2016): a GRU policy whose hidden state is the fast learner.
 
   At each step the GRU sees ``(observation, one-hot previous action, previous
@@ -262,6 +263,10 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
       (``relu(x W + b)``, re-applied with the current weights when PPO replays a trial), so
       the GRU's gates read learned features of the input, such as the conjunction of a state
       and an action, rather than the raw one-hots; ``None``: the GRU reads the input itself.
+    head_hidden: give the policy and the value head each a dense ReLU layer of this width
+      between the GRU state and their outputs (``relu(h W1 + b1) W2 + b2``), so a head can
+      gate what the GRU stores by what it also holds, such as picking the rewards stored for
+      the current state; ``None``: linear heads, as the paper.
     mesh: split each training step over the devices of this mesh's ``"tasks"`` axis (data
       parallelism; parameters and optimizer state replicated): each device rolls out
       ``tasks_per_step / D`` of the trials, the trials are then gathered on every device, and
@@ -326,6 +331,9 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
   input_dim = obs_dim + n_actions + 2 + int(time_input) + obs_dim * int(previous_observation)
   if embedding is not None:
     embedding = check_steps(embedding, "embedding", minimum=1)
+  if head_hidden is not None:
+    head_hidden = check_steps(head_hidden, "head_hidden", minimum=1)
+  head_in = hidden if head_hidden is None else head_hidden
   trial_length = episodes * env.episode_length
   rate = learning_rate
   begin = check_steps(learning_rate_decay_begin, "learning_rate_decay_begin")
@@ -343,17 +351,23 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
                           optax.adam(rate, eps=1e-5))
 
   def init_params(key):
-    k_gru, k_pi, k_v, k_embed = jax.random.split(key, 4)
+    # split(key, n)[:3] equals split(key, 3): the options' weights leave the others as they
+    # were before the options existed.
+    k_gru, k_pi, k_v, k_embed, k_pi_hidden, k_v_hidden = jax.random.split(key, 6)
+    relu_init = jax.nn.initializers.orthogonal(jnp.sqrt(2.0))
     params = {
         "gru": gru_init(k_gru, input_dim if embedding is None else embedding, hidden),
-        "policy": {"w": 0.01 * jax.nn.initializers.orthogonal()(k_pi, (hidden, n_actions)),
+        "policy": {"w": 0.01 * jax.nn.initializers.orthogonal()(k_pi, (head_in, n_actions)),
                    "b": jnp.zeros((n_actions,))},
-        "value": {"w": jax.nn.initializers.orthogonal()(k_v, (hidden, 1)), "b": jnp.zeros((1,))},
+        "value": {"w": jax.nn.initializers.orthogonal()(k_v, (head_in, 1)),
+                  "b": jnp.zeros((1,))},
     }
     if embedding is not None:
-      params["embed"] = {
-          "w": jax.nn.initializers.orthogonal(jnp.sqrt(2.0))(k_embed, (input_dim, embedding)),
-          "b": jnp.zeros((embedding,))}
+      params["embed"] = {"w": relu_init(k_embed, (input_dim, embedding)),
+                         "b": jnp.zeros((embedding,))}
+    if head_hidden is not None:
+      for name, k in (("policy_hidden", k_pi_hidden), ("value_hidden", k_v_hidden)):
+        params[name] = {"w": relu_init(k, (hidden, head_hidden)), "b": jnp.zeros((head_hidden,))}
     return params
 
   def embed(params, x):
@@ -362,8 +376,12 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     return jax.nn.relu(x @ params["embed"]["w"] + params["embed"]["b"])
 
   def heads(params, h):
-    logits = h @ params["policy"]["w"] + params["policy"]["b"]
-    value = (h @ params["value"]["w"] + params["value"]["b"])[..., 0]
+    h_pi = h_v = h
+    if head_hidden is not None:
+      h_pi = jax.nn.relu(h @ params["policy_hidden"]["w"] + params["policy_hidden"]["b"])
+      h_v = jax.nn.relu(h @ params["value_hidden"]["w"] + params["value_hidden"]["b"])
+    logits = h_pi @ params["policy"]["w"] + params["policy"]["b"]
+    value = (h_v @ params["value"]["w"] + params["value"]["b"])[..., 0]
     return logits, value
 
   def rollout(params, task, key, greedy=False):
