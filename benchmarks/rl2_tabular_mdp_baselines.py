@@ -1,4 +1,4 @@
-"""Random, PSRL, (epsilon-)greedy, myopic and oracle on RL²'s random tabular MDPs (RL² Table 2).
+"""Random, PSRL, (epsilon-)greedy, myopic, state-blind, oracle on RL²'s random tabular MDPs.
 
 Scores the strategies of ``metajax.envs.mdp_baselines`` on the same MDPs, for ``--episodes`` (n)
 10-step episodes per trial, each from state 0: total reward per trial, mean +- 95% CI over tasks.
@@ -15,7 +15,9 @@ RL² rollout's JAX draws.
 Strategies: ``random``; ``psrl`` and ``greedy`` (posterior-mean MDP, re-solved each episode) with
 the environment's own prior (Dirichlet(1) transitions, N(1, 1) mean rewards, unit noise: exact);
 ``epsilon_greedy_<eps>`` for each ``--epsilons`` value; ``myopic``, the action of highest
-posterior-mean reward in each state, blind to transitions; ``psrl_prior_mean0`` and
+posterior-mean reward in each state, blind to transitions; ``state_blind``, one action in
+every state, the one of highest posterior-mean reward with all states' rewards pooled;
+``psrl_prior_mean0`` and
 ``greedy_prior_mean0`` with a N(0, 1) prior on the mean rewards instead, the default of Osband's
 TabulaRL agents, which the RL² authors' baseline script appears to use (see the module docstring
 of ``metajax/envs/mdp_baselines.py``); ``oracle``, the optimal policy of each known MDP, simulated.
@@ -72,6 +74,7 @@ def main() -> None:
   for eps in (float(e) for e in args.epsilons.split(",") if e.strip()):
     strategies[f"epsilon_greedy_{eps:g}"] = mb.epsilon_greedy(eps)
   strategies["myopic"] = mb.myopic()
+  strategies["state_blind"] = mb.state_blind()
   strategies["psrl_prior_mean0"] = mb.psrl(reward_mean=0.0)
   strategies["greedy_prior_mean0"] = mb.greedy(reward_mean=0.0)
   strategies["oracle"] = mb.oracle(tasks, EPISODE_LENGTH)

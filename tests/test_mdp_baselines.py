@@ -218,6 +218,39 @@ def test_myopic_lands_far_above_random_and_below_the_oracle_on_200_mdps(tasks200
   assert myopic_mean < 10 * mb.oracle_value(tasks200).mean() - 40
 
 
+def test_state_blind_plays_the_action_of_best_pooled_posterior_mean_everywhere():
+  """Two tasks, 3 states x 3 actions. Task 0: action 1 paid 2.0 twice (in states 0 and 2),
+  action 2 paid 3.0 once (state 1), so the pooled posterior means (prior N(1, 1), unit noise)
+  are 1 (untried), (1 + 4) / 3 = 1.67 and (1 + 3) / 2 = 2.0: action 2, in every state and step,
+  although state 0 has only seen action 1. Task 1 has seen nothing: one action drawn at random
+  for all states, each action about equally often over many draws."""
+  visits = np.zeros((2, 3, 3))
+  sums = np.zeros((2, 3, 3))
+  visits[0, 0, 1] = visits[0, 2, 1] = visits[0, 1, 2] = 1
+  sums[0, 0, 1] = sums[0, 2, 1] = 2.0
+  sums[0, 1, 2] = 3.0
+  counts = np.zeros((2, 3, 3, 3))
+  rng = np.random.default_rng(0)
+  actions = mb.state_blind()(_belief(counts, sums, visits, 4), rng)
+  assert actions.shape == (2, 4, 3)
+  np.testing.assert_array_equal(actions[0], 2)
+  assert len(np.unique(actions[1])) == 1
+  draws = [int(mb.state_blind()(_belief(counts, sums, visits, 4), rng)[1, 0, 0])
+           for _ in range(600)]
+  np.testing.assert_allclose(np.bincount(draws, minlength=3) / 600, 1 / 3, atol=0.07)
+
+
+def test_state_blind_lies_between_random_and_myopic_on_200_mdps(tasks200):
+  """Pooling the states loses most of what the per-state record (myopic) earns."""
+  random_mean, random_half = mean_ci(mb.play(tasks200, 10, mb.random_policy, seed=1))
+  blind_mean, blind_half = mean_ci(mb.play(tasks200, 10, mb.state_blind(), seed=1))
+  myopic_mean, myopic_half = mean_ci(mb.play(tasks200, 10, mb.myopic(), seed=1))
+  assert blind_mean - random_mean > 3 * math.hypot(blind_half, random_half), (
+      blind_mean, random_mean)
+  assert myopic_mean - blind_mean > 3 * math.hypot(myopic_half, blind_half), (
+      myopic_mean, blind_mean)
+
+
 def test_bad_inputs_raise_with_the_rule_and_the_fix():
   tasks = _random_mdps(3, 10, 5, seed=0)
   one = (tasks[0][0], tasks[1][0])

@@ -1,4 +1,5 @@
-"""Reference strategies for random tabular MDPs: random, oracle, PSRL, (epsilon-)greedy, myopic.
+"""Reference strategies for random tabular MDPs: random, oracle, PSRL, (epsilon-)greedy, myopic,
+state-blind.
 
 Host-side NumPy, vectorised over tasks: the yardsticks RL² is measured against on random MDPs
 (RL² Section 3.2, Table 2), run on the *same* MDPs as the learner, i.e. the
@@ -496,6 +497,48 @@ def myopic(*, reward_mean: float = 1.0, prior_std: float = 1.0,
     transitions = post.dirichlet / post.dirichlet.sum(-1, keepdims=True)
     best = _solve(transitions, post.reward_mean, 1, rng)[0]  # [tasks, 1, states]
     return np.repeat(best, belief.episode_length, axis=1)
+
+  return choose
+
+
+def state_blind(*, reward_mean: float = 1.0, prior_std: float = 1.0,
+                reward_std: float = 1.0) -> Strategy:
+  """One action everywhere: the action of highest posterior-mean reward with the states pooled.
+
+  A deliberately wrong model: it treats each action's mean reward as the same in every state,
+  pools that action's rewards from all states into one conjugate Normal posterior (prior
+  ``N(reward_mean, prior_std^2)``, noise ``reward_std``) and plays the best action in every
+  state and step of the episode (ties at random). It keeps no per-state record, so it shows
+  what a learner earns that ignores which state a reward came from (on ``tabular_mdp``'s
+  defaults, about a fifth of the way from random to the oracle).
+
+  Args:
+    reward_mean, prior_std, reward_std: the prior and the reward noise, as
+      :func:`posterior`.
+
+  Returns:
+    ``choose(belief, rng) -> policy`` for :func:`play`.
+
+  Raises:
+    ValueError: if a prior parameter is invalid.
+
+  Example:
+    >>> import jax, metajax.envs as envs
+    >>> tasks = envs.sample_tasks(envs.tabular_mdp(), jax.random.key(0), 20)
+    >>> play(tasks, 5, state_blind()).shape
+    (20,)
+  """
+  prior = dict(reward_mean=reward_mean, prior_std=prior_std, reward_std=reward_std)
+  posterior(_empty_belief(), **prior)
+
+  def choose(belief: Belief, rng: np.random.Generator) -> np.ndarray:
+    pooled = Belief(belief.transition_counts.sum(1, keepdims=True),
+                    belief.reward_sums.sum(1, keepdims=True),
+                    belief.visits.sum(1, keepdims=True), belief.episode, belief.episode_length)
+    mean = posterior(pooled, **prior).reward_mean[:, 0]  # [tasks, actions]
+    best = np.argmax(mean + 1e-9 * rng.random(mean.shape), axis=-1)  # ties at random, as _solve
+    states = belief.visits.shape[1]
+    return np.broadcast_to(best[:, None, None], (len(best), belief.episode_length, states))
 
   return choose
 
