@@ -660,11 +660,22 @@ def test_rl2_embedding_and_head_hidden_add_relu_layers_before_and_after_the_gru(
     rl2(env, episodes=2, head_hidden=0)
   # Weights of the default learner, drawn as before these options (key split in three).
   plain = rl2(env, episodes=2, hidden=6, tasks_per_step=4, minibatches=1)
-  _, k_pi, _ = jax.random.split(jax.random.key(0), 3)
+  k_gru, k_pi, _ = jax.random.split(jax.random.key(0), 3)
   default = plain.init(jax.random.key(0)).params
   np.testing.assert_array_equal(
       default["policy"]["w"], 0.01 * jax.nn.initializers.orthogonal()(k_pi, (6, 3)))
   assert set(default) == {"gru", "policy", "value"}
+  k_x, _ = jax.random.split(k_gru, 2)
+  np.testing.assert_array_equal(default["gru"]["w_x"], jax.random.uniform(
+      k_x, (9, 18), minval=-1 / np.sqrt(9), maxval=1 / np.sqrt(9)))
+  np.testing.assert_array_equal(default["gru"]["b"], 0.0)
+  # chrono_init: update-gate biases log(U[1, T - 1]) for T = 6 steps per trial, others zero.
+  bias = rl2(env, episodes=2, hidden=64, chrono_init=True).init(jax.random.key(0)).params
+  bias = np.asarray(bias["gru"]["b"]).reshape(3, 64)
+  np.testing.assert_array_equal(bias[[0, 2]], 0.0)
+  assert 0.0 <= bias[1].min() < 0.3 and np.log(5) - 0.3 < bias[1].max() <= np.log(5) + 1e-6
+  with pytest.raises(TypeError, match="chrono_init"):
+    rl2(env, episodes=2, chrono_init=1)
 
 
 def test_rl2_expected_rewards_train_on_the_arm_means():

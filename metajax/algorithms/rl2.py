@@ -97,14 +97,25 @@ class RL2(NamedTuple):
   name: str
 
 
-def gru_init(key: PRNGKey, input_dim: int, hidden: int) -> dict[str, Array]:
-  """Parameters of a GRU cell (Cho et al., 2014), gates ordered (reset, update, new)."""
-  k_x, k_h = jax.random.split(key)
+def gru_init(key: PRNGKey, input_dim: int, hidden: int,
+             chrono: int | None = None) -> dict[str, Array]:
+  """Parameters of a GRU cell (Cho et al., 2014), gates ordered (reset, update, new).
+
+  ``chrono=T``: the update gate's biases are drawn as ``log(U[1, T - 1])`` (chrono
+  initialization, Tallec & Ollivier, "Can recurrent neural networks warp time?", ICLR 2018),
+  so each unit starts keeping its state over a time scale spread between 2 and ``T`` steps
+  instead of halving it every step; ``None``: zero biases.
+  """
+  k_x, k_h, k_z = jax.random.split(key, 3)
   scale_x = 1.0 / math.sqrt(input_dim)
+  b = jnp.zeros((3 * hidden,))
+  if chrono is not None:
+    b = b.at[hidden:2 * hidden].set(
+        jnp.log(jax.random.uniform(k_z, (hidden,), minval=1.0, maxval=max(chrono - 1, 1))))
   return {
       "w_x": jax.random.uniform(k_x, (input_dim, 3 * hidden), minval=-scale_x, maxval=scale_x),
       "w_h": jax.nn.initializers.orthogonal()(k_h, (hidden, 3 * hidden)),
-      "b": jnp.zeros((3 * hidden,)),
+      "b": b,
       "b_hn": jnp.zeros((hidden,)),
   }
 
@@ -208,7 +219,7 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
         learning_rate_decay_steps: int | None = None, learning_rate_decay_begin: int = 0,
         expected_rewards: bool = False, previous_observation: bool = False,
         embedding: int | None = None, head_hidden: int | None = None,
-        mesh: jax.sharding.Mesh | None = None) -> RL2:
+        chrono_init: bool = False, mesh: jax.sharding.Mesh | None = None) -> RL2:
   """RL² (Duan et al., 2016): a GRU policy whose hidden state is the fast learner.
 
   At each step the GRU sees ``(observation, one-hot previous action, previous
@@ -267,6 +278,9 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
       between the GRU state and their outputs (``relu(h W1 + b1) W2 + b2``), so a head can
       gate what the GRU stores by what it also holds, such as picking the rewards stored for
       the current state; ``None``: linear heads, as the paper.
+    chrono_init: draw the GRU's update-gate biases as ``log(U[1, trial_length - 1])``
+      (Tallec & Ollivier, ICLR 2018) rather than zero, so at the start of training its units
+      keep what they hold over time scales up to a trial instead of halving it each step.
     mesh: split each training step over the devices of this mesh's ``"tasks"`` axis (data
       parallelism; parameters and optimizer state replicated): each device rolls out
       ``tasks_per_step / D`` of the trials, the trials are then gathered on every device, and
@@ -333,6 +347,8 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     embedding = check_steps(embedding, "embedding", minimum=1)
   if head_hidden is not None:
     head_hidden = check_steps(head_hidden, "head_hidden", minimum=1)
+  if not isinstance(chrono_init, bool):
+    raise TypeError(f"chrono_init={chrono_init!r} must be True or False")
   head_in = hidden if head_hidden is None else head_hidden
   trial_length = episodes * env.episode_length
   rate = learning_rate
@@ -356,7 +372,8 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     k_gru, k_pi, k_v, k_embed, k_pi_hidden, k_v_hidden = jax.random.split(key, 6)
     relu_init = jax.nn.initializers.orthogonal(jnp.sqrt(2.0))
     params = {
-        "gru": gru_init(k_gru, input_dim if embedding is None else embedding, hidden),
+        "gru": gru_init(k_gru, input_dim if embedding is None else embedding, hidden,
+                        chrono=trial_length if chrono_init else None),
         "policy": {"w": 0.01 * jax.nn.initializers.orthogonal()(k_pi, (head_in, n_actions)),
                    "b": jnp.zeros((n_actions,))},
         "value": {"w": jax.nn.initializers.orthogonal()(k_v, (head_in, 1)),
