@@ -219,7 +219,8 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
         learning_rate_decay_steps: int | None = None, learning_rate_decay_begin: int = 0,
         expected_rewards: bool = False, previous_observation: bool = False,
         embedding: int | None = None, head_hidden: int | None = None,
-        chrono_init: bool = False, mesh: jax.sharding.Mesh | None = None) -> RL2:
+        chrono_init: bool = False, reward_prediction_coef: float = 0.0,
+        mesh: jax.sharding.Mesh | None = None) -> RL2:
   """RL² (Duan et al., 2016): a GRU policy whose hidden state is the fast learner.
 
   At each step the GRU sees ``(observation, one-hot previous action, previous
@@ -281,6 +282,15 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     chrono_init: draw the GRU's update-gate biases as ``log(U[1, trial_length - 1])``
       (Tallec & Ollivier, ICLR 2018) rather than zero, so at the start of training its units
       keep what they hold over time scales up to a trial instead of halving it each step.
+    reward_prediction_coef: weight of an auxiliary loss (not in the paper; the reward
+      prediction task of UNREAL, Jaderberg et al. 2017, and the reward decoder of VariBAD,
+      Zintgraf et al. 2020): a linear head on what the policy's output layer reads predicts,
+      at each step, the reward of every action; ``coef * mean((pred[a_t] - r_t)^2) / 2`` over
+      the taken actions joins PPO's loss (``r_t`` the expected reward with
+      ``expected_rewards=True``). Its minimiser is the posterior-mean reward of the action in
+      the current state given the trial so far, so the GRU is pushed to keep, per state, what
+      each action paid. Training only: acting and evaluation do not use the head. ``0``: off
+      (no head, no extra parameters).
     mesh: split each training step over the devices of this mesh's ``"tasks"`` axis (data
       parallelism; parameters and optimizer state replicated): each device rolls out
       ``tasks_per_step / D`` of the trials, the trials are then gathered on every device, and
@@ -349,6 +359,11 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     head_hidden = check_steps(head_hidden, "head_hidden", minimum=1)
   if not isinstance(chrono_init, bool):
     raise TypeError(f"chrono_init={chrono_init!r} must be True or False")
+  if not (isinstance(reward_prediction_coef, int | float) and not isinstance(
+      reward_prediction_coef, bool) and 0 <= reward_prediction_coef < math.inf):
+    raise ValueError(f"reward_prediction_coef={reward_prediction_coef!r} must be a finite "
+                     "number >= 0 (0 turns the auxiliary reward prediction off), e.g. 0.1")
+  predict_rewards = reward_prediction_coef > 0
   head_in = hidden if head_hidden is None else head_hidden
   trial_length = episodes * env.episode_length
   rate = learning_rate
@@ -369,7 +384,7 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
   def init_params(key):
     # split(key, n)[:3] equals split(key, 3): the options' weights leave the others as they
     # were before the options existed.
-    k_gru, k_pi, k_v, k_embed, k_pi_hidden, k_v_hidden = jax.random.split(key, 6)
+    k_gru, k_pi, k_v, k_embed, k_pi_hidden, k_v_hidden, k_r = jax.random.split(key, 7)
     relu_init = jax.nn.initializers.orthogonal(jnp.sqrt(2.0))
     params = {
         "gru": gru_init(k_gru, input_dim if embedding is None else embedding, hidden,
@@ -385,6 +400,9 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     if head_hidden is not None:
       for name, k in (("policy_hidden", k_pi_hidden), ("value_hidden", k_v_hidden)):
         params[name] = {"w": relu_init(k, (hidden, head_hidden)), "b": jnp.zeros((head_hidden,))}
+    if predict_rewards:
+      params["reward"] = {"w": jax.nn.initializers.orthogonal()(k_r, (head_in, n_actions)),
+                          "b": jnp.zeros((n_actions,))}
     return params
 
   def embed(params, x):
@@ -393,13 +411,15 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     return jax.nn.relu(x @ params["embed"]["w"] + params["embed"]["b"])
 
   def heads(params, h):
+    """``(logits, value, predicted reward of each action or None)`` of GRU states ``h``."""
     h_pi = h_v = h
     if head_hidden is not None:
       h_pi = jax.nn.relu(h @ params["policy_hidden"]["w"] + params["policy_hidden"]["b"])
       h_v = jax.nn.relu(h @ params["value_hidden"]["w"] + params["value_hidden"]["b"])
     logits = h_pi @ params["policy"]["w"] + params["policy"]["b"]
     value = (h_v @ params["value"]["w"] + params["value"]["b"])[..., 0]
-    return logits, value
+    predicted = (h_pi @ params["reward"]["w"] + params["reward"]["b"]) if predict_rewards else None
+    return logits, value, predicted
 
   def rollout(params, task, key, greedy=False):
     k_reset, k_steps = jax.random.split(key)
@@ -416,7 +436,7 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
                            prev_reward[None], prev_done[None], *clock, *before]
                           ).astype(jnp.float32)
       h = gru_cell(params["gru"], h, embed(params, x))
-      logits, value = heads(params, h)
+      logits, value, _ = heads(params, h)
       action = (jnp.argmax(logits) if greedy else jax.random.categorical(k_act, logits)
                 ).astype(jnp.int32)
       log_prob = jax.nn.log_softmax(logits)[action]
@@ -439,7 +459,8 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
 
   def replay(params, inputs):
     """Re-runs the GRU over recorded trials ``inputs [B, T, ...]``: ``(log_softmax logits,
-    values)``, ``[B, T, ...]``; the whole batch steps together through :func:`_gru_cell_batch`."""
+    values, predicted rewards or None)``, ``[B, T, ...]``; the whole batch steps together
+    through :func:`_gru_cell_batch`."""
     gru = params["gru"]
 
     def body(h, x):
@@ -447,8 +468,9 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
       return h, heads(params, h)
 
     h0 = jnp.zeros((inputs.shape[0], hidden), inputs.dtype)
-    _, (logits, values) = jax.lax.scan(body, h0, jnp.swapaxes(embed(params, inputs), 0, 1))
-    return jax.nn.log_softmax(jnp.swapaxes(logits, 0, 1)), jnp.swapaxes(values, 0, 1)
+    _, out = jax.lax.scan(body, h0, jnp.swapaxes(embed(params, inputs), 0, 1))
+    logits, values, predicted = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), out)
+    return jax.nn.log_softmax(logits), values, predicted
 
   dones = jnp.zeros((trial_length,)).at[-1].set(1.0)
 
@@ -456,12 +478,17 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     """PPO's loss on one minibatch (or, with a mesh, on this device's part of it); the
     advantages come normalized over the whole minibatch."""
     trials, advantages, returns = batch
-    log_probs_all, values = replay(params, trials.inputs)
+    log_probs_all, values, predicted = replay(params, trials.inputs)
     log_probs = jnp.take_along_axis(log_probs_all, trials.actions[..., None], axis=-1)[..., 0]
     entropy = -jnp.sum(jnp.exp(log_probs_all) * log_probs_all, axis=-1)
     out = ppo_loss(log_probs, trials.log_probs, advantages, values, returns, entropy,
                    clip_eps=clip_eps, value_coef=value_coef, entropy_coef=entropy_coef)
-    return out.total, out
+    if not predict_rewards:
+      return out.total, (out, None)
+    target = trials.expected_rewards if expected_rewards else trials.rewards
+    taken = jnp.take_along_axis(predicted, trials.actions[..., None], axis=-1)[..., 0]
+    reward_loss = 0.5 * jnp.mean(jnp.square(taken - target))
+    return out.total + reward_prediction_coef * reward_loss, (out, reward_loss)
 
   grad_fn = jax.grad(minibatch_loss, has_aux=True)
 
@@ -529,7 +556,7 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
 
       return jax.lax.scan(update, (params, opt_state), shuffled)
 
-    (params, opt_state), outs = jax.lax.scan(
+    (params, opt_state), (outs, reward_losses) = jax.lax.scan(
         epoch, (state.params, state.opt_state), jax.random.split(k_perm, epochs))
     metrics = {
         "trial_return": jnp.mean(jnp.sum(trials.rewards, axis=-1)),
@@ -537,6 +564,8 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
         "value_loss": jnp.mean(outs.value), "entropy": jnp.mean(outs.entropy),
         "approx_kl": jnp.mean(outs.approx_kl), "clip_fraction": jnp.mean(outs.clip_fraction),
     }
+    if predict_rewards:  # a key of its own, so the default run's metrics stay as they were
+      metrics["reward_prediction_loss"] = jnp.mean(reward_losses)
     return MetaTrainState(state.step + 1, params, opt_state), metrics
 
   def init(key):
