@@ -678,6 +678,41 @@ def test_rl2_embedding_and_head_hidden_add_relu_layers_before_and_after_the_gru(
     rl2(env, episodes=2, chrono_init=1)
 
 
+def test_rl2_reward_prediction_loss_is_each_taken_actions_reward_error():
+  """``reward_prediction_coef>0``: a head on what the policy layer reads predicts each action's
+  reward; the reported loss is ``mean((pred_t[a_t] - r_t)^2) / 2`` over the step's trials at
+  the parameters before the update (one epoch, one minibatch), recomputed here by hand from the
+  same tasks and rollout keys. Off by default (no head, no metric); a negative coef is
+  refused."""
+  from metajax.envs.core import sample_tasks
+
+  env = envs.tabular_mdp(states=4, actions=3, episode_length=3)
+  learner = rl2(env, episodes=2, hidden=6, tasks_per_step=4, minibatches=1, epochs=1,
+                head_hidden=5, reward_prediction_coef=0.5)
+  state = learner.init(jax.random.key(0))
+  params = jax.tree.map(jnp.array, state.params)  # train_step donates the state
+  _, metrics = learner.train_step(state, jax.random.key(1))
+  k_tasks, k_roll, _ = jax.random.split(jax.random.fold_in(jax.random.key(1), 0), 3)
+  trials = jax.vmap(learner.rollout, in_axes=(None, 0, 0))(
+      params, sample_tasks(env, k_tasks, 4), jax.random.split(k_roll, 4))
+  errors = []
+  for b in range(4):
+    h = jnp.zeros(6)
+    for t in range(learner.trial_length):
+      h = gru_cell(params["gru"], h, trials.inputs[b, t])
+      h_pi = jax.nn.relu(h @ params["policy_hidden"]["w"] + params["policy_hidden"]["b"])
+      predicted = h_pi @ params["reward"]["w"] + params["reward"]["b"]
+      errors.append(float(predicted[trials.actions[b, t]] - trials.rewards[b, t]))
+  expected = 0.5 * np.mean(np.square(errors))
+  np.testing.assert_allclose(float(metrics["reward_prediction_loss"]), expected, rtol=1e-5)
+  plain = rl2(env, episodes=2, hidden=6, tasks_per_step=4, minibatches=1)
+  plain_state = plain.init(jax.random.key(0))
+  assert "reward" not in plain_state.params
+  assert "reward_prediction_loss" not in plain.train_step(plain_state, jax.random.key(1))[1]
+  with pytest.raises(ValueError, match="reward_prediction_coef"):
+    rl2(env, episodes=2, reward_prediction_coef=-1.0)
+
+
 def test_rl2_expected_rewards_train_on_the_arm_means():
   """``expected_rewards=True`` records each pull's arm mean beside the sampled reward and
   trains on it: identical to the default when rewards are deterministic (arm means 0 or 1),
