@@ -902,6 +902,17 @@ _TWO_DEVICES = textwrap.dedent("""
               zip(jax.tree.leaves(s1.params), jax.tree.leaves(one.init(jax.random.key(0)).params)))
   replicated = all(x.sharding.is_fully_replicated and len(x.sharding.device_set) == 2
                    for x in jax.tree.leaves(s2.params))
+  # The options that add layers and the auxiliary loss, on the mesh too.
+  kw_options = dict(kw, embedding=5, head_hidden=6, chrono_init=True,
+                    reward_prediction_coef=0.5, previous_observation=True)
+  o1, o2 = rl2(env, **kw_options), rl2(env, **kw_options, mesh=mesh)
+  q1, q2 = o1.init(jax.random.key(0)), o2.init(jax.random.key(0))
+  for _ in range(2):
+    q1, n1 = o1.train_step(q1, jax.random.key(1))
+    q2, n2 = o2.train_step(q2, jax.random.key(1))
+  options_diff = max(float(np.max(np.abs(a - b))) for a, b in
+                     zip(jax.tree.leaves(q1.params), jax.tree.leaves(q2.params)))
+  options_loss = [float(n1["reward_prediction_loss"]), float(n2["reward_prediction_loss"])]
   try:
     rl2(env, **{**kw, "tasks_per_step": 6}, mesh=mesh)
     refused = None
@@ -925,6 +936,7 @@ _TWO_DEVICES = textwrap.dedent("""
                  zip(jax.tree.leaves(runs["one"][1]), jax.tree.leaves(runs["two"][1])))
   print("RESULT " + json.dumps({"steps": steps, "moved": moved, "replicated": replicated,
                                 "refused": refused, "repeats": repeats, "run_diff": run_diff,
+                                "options_diff": options_diff, "options_loss": options_loss,
                                 "run_steps": [runs["one"][2], runs["two"][2]],
                                 "devices": json.load(open(root + "/two/config.json"))["devices"]}))
 """)
@@ -952,6 +964,8 @@ def test_rl2_on_two_devices_takes_the_one_device_steps(tmp_path):
   assert "mesh axes {'other': 2} besides 'tasks'" in out["repeats"]
   assert out["run_steps"] == [6, 6] and out["devices"] is None
   assert out["run_diff"] < 1e-5
+  assert out["options_diff"] < 1e-5
+  assert out["options_loss"][0] == pytest.approx(out["options_loss"][1], rel=1e-5)
 
 
 def test_rl2_mesh_and_devices_are_checked_before_anything_runs(tmp_path, capsys):
