@@ -304,12 +304,15 @@ def rl2(env: Environment, *, episodes: int, hidden: int = 128, tasks_per_step: i
     An :class:`RL2`.
 
   Raises:
-    ValueError: a non-discrete action space; ``tasks_per_step`` not divisible by
+    ValueError: a non-discrete action space; ``embedding`` or ``head_hidden`` below 1; a
+      negative or non-finite ``reward_prediction_coef``; ``tasks_per_step`` not divisible by
       ``minibatches``; ``expected_rewards=True`` with an environment whose ``step`` reports
       no ``info["expected_reward"]``; ``learning_rate_decay_begin`` > 0 without
       ``learning_rate_decay_steps``; a ``mesh`` without a ``"tasks"`` axis, with another axis
       of more than one device, or whose ``"tasks"`` size does not divide a minibatch
       (``tasks_per_step / minibatches``).
+    TypeError: ``time_input``, ``expected_rewards``, ``previous_observation`` or
+      ``chrono_init`` not a bool.
 
   Example:
     >>> import jax, metajax.envs as envs
