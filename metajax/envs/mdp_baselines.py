@@ -513,20 +513,22 @@ def state_blind(*, reward_mean: float = 1.0, prior_std: float = 1.0,
   defaults, about a fifth of the way from random to the oracle).
 
   Args:
-    reward_mean, prior_std, reward_std: the prior and the reward noise, as
-      :func:`posterior`.
+    reward_mean, prior_std, reward_std: the prior of each action's pooled mean reward and the
+      reward noise, checked as by :func:`posterior`.
 
   Returns:
-    ``choose(belief, rng) -> policy`` for :func:`play`.
+    ``choose(belief, rng) -> policy`` for :func:`play`: ``[tasks, episode_length, states]``
+    holding one action per task.
 
   Raises:
-    ValueError: if a prior parameter is invalid.
+    ValueError: if a prior parameter is not finite, or a standard deviation not positive.
 
   Example:
     >>> import jax, metajax.envs as envs
     >>> tasks = envs.sample_tasks(envs.tabular_mdp(), jax.random.key(0), 20)
-    >>> play(tasks, 5, state_blind()).shape
-    (20,)
+    >>> totals = play(tasks, 5, state_blind(), seed=3)
+    >>> totals.shape, bool(totals.min() > -100)
+    ((20,), True)
   """
   prior = dict(reward_mean=reward_mean, prior_std=prior_std, reward_std=reward_std)
   posterior(_empty_belief(), **prior)
