@@ -73,6 +73,11 @@ def _train(args: argparse.Namespace) -> int:
 
   if isinstance(config, SinusoidConfig):
     return _sinusoid_config(config, progress=not args.no_progress)
+  try:  # devices this machine lacks are a config error, reported before any run folder exists
+    _check_devices(config)
+  except ValueError as error:
+    _err(f"metajax train: bad config: {error}")
+    return 2
   from metajax.train.rl import RLConfig
 
   if isinstance(config, RLConfig):
@@ -119,14 +124,20 @@ def _sinusoid_config(config, *, progress: bool) -> int:
   return 0
 
 
-def _rl_config(config, args: argparse.Namespace) -> int:
-  from metajax.train.rl import _training_mesh, train_rl
+def _check_devices(config) -> None:
+  """Raises ``ValueError`` for a config's ``devices`` that this machine (or run) lacks."""
+  from metajax.train import distributed
+  from metajax.train.rl import RLConfig, _training_mesh
 
-  try:  # devices this machine lacks are a config error, reported before anything runs
+  if isinstance(config, RLConfig):
     _training_mesh(config)
-  except ValueError as error:
-    _err(f"metajax train: bad config: {error}")
-    return 2
+  else:
+    distributed.device_layout(config.devices, config.mesh)
+
+
+def _rl_config(config, args: argparse.Namespace) -> int:
+  from metajax.train.rl import train_rl
+
   print(f"{config.name}: {config.algorithm} on {config.env} {config.env_kwargs}, "
         f"{config.meta_steps} {'PPO' if config.algorithm == 'rl2' else 'outer'} steps, "
         f"run folder {config.run_dir}", flush=True)

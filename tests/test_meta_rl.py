@@ -913,6 +913,12 @@ _TWO_DEVICES = textwrap.dedent("""
   options_diff = max(float(np.max(np.abs(a - b))) for a, b in
                      zip(jax.tree.leaves(q1.params), jax.tree.leaves(q2.params)))
   options_loss = [float(n1["reward_prediction_loss"]), float(n2["reward_prediction_loss"])]
+  from metajax.train.rl import _training_mesh
+  try:
+    _training_mesh(RLConfig(algorithm="maml_rl", env="point_navigation", devices="all"))
+    maml_all = None
+  except ValueError as error:
+    maml_all = str(error)
   try:
     rl2(env, **{**kw, "tasks_per_step": 6}, mesh=mesh)
     refused = None
@@ -937,6 +943,7 @@ _TWO_DEVICES = textwrap.dedent("""
   print("RESULT " + json.dumps({"steps": steps, "moved": moved, "replicated": replicated,
                                 "refused": refused, "repeats": repeats, "run_diff": run_diff,
                                 "options_diff": options_diff, "options_loss": options_loss,
+                                "maml_all": maml_all,
                                 "run_steps": [runs["one"][2], runs["two"][2]],
                                 "devices": json.load(open(root + "/two/config.json"))["devices"]}))
 """)
@@ -965,6 +972,7 @@ def test_rl2_on_two_devices_takes_the_one_device_steps(tmp_path):
   assert out["run_steps"] == [6, 6] and out["devices"] is None
   assert out["run_diff"] < 1e-5
   assert out["options_diff"] < 1e-5
+  assert "'all', 2 devices here, but MAML-RL trains on one device" in out["maml_all"]
   assert out["options_loss"][0] == pytest.approx(out["options_loss"][1], rel=1e-5)
 
 
@@ -993,8 +1001,11 @@ def test_rl2_mesh_and_devices_are_checked_before_anything_runs(tmp_path, capsys)
   rl = ["train", "configs/rl2_bandits.py:k5n10", f"run_dir={run}", "--no-progress"]
   assert main([*rl, "devices=3"]) == 2
   assert main([*rl, "--devices", "2", "devices=1"]) == 2
+  # The few-shot trainer's configs too, before the run folder (and its lock) exists.
+  assert main(["train", "configs/maml_omniglot.py:5w1s", f"run_dir={run}", "devices=3",
+               "--no-progress"]) == 2
   err = capsys.readouterr().err
-  assert "metajax train: bad config: config key 'devices' is 3 but this run has 1" in err
+  assert err.count("metajax train: bad config: config key 'devices' is 3 but this run has 1") == 2
   assert "devices given twice, as --devices 2 and as the override 'devices=1'" in err
   assert not run.exists()
   # A branch for devices this machine lacks is refused before its folder is written.

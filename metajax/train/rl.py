@@ -139,8 +139,7 @@ class RLConfig:
 
     check_layout_keys(self.devices, {})
     if self.algorithm == "maml_rl":
-      if self.devices not in (None, 1) and not (self.devices == "all"
-                                                and jax.device_count() == 1):
+      if self.devices not in (None, 1, "all"):  # 'all' is checked where it is resolved
         raise ValueError(f"config key 'devices' is {self.devices!r}, but MAML-RL trains on one "
                          "device; leave devices out (devices=None) or use algorithm='rl2'.")
       _check_maml_rl_kwargs(self.algorithm_kwargs)
@@ -303,7 +302,8 @@ def _training_mesh(config: RLConfig) -> jax.sharding.Mesh | None:
   """The device mesh of a config's ``devices`` (``None``: one device).
 
   Raises:
-    ValueError: in a multi-process run, or for devices this machine does not have.
+    ValueError: in a multi-process run, for devices this machine does not have, or for
+      MAML-RL on more than one device (``devices="all"`` on a multi-device machine).
   """
   from metajax.train import distributed
 
@@ -312,13 +312,20 @@ def _training_mesh(config: RLConfig) -> jax.sharding.Mesh | None:
                      f"{jax.process_count()}; start a single process (devices may still be "
                      "several devices of this machine).")
   try:
-    return distributed.device_layout(config.devices).mesh
+    mesh = distributed.device_layout(config.devices).mesh
   except ValueError as error:
     if jax.default_backend() != "cpu":
       raise
     raise ValueError(f"{error}. On a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N "
                      "(set before the command) makes N devices of the cores; a run may also "
                      "resume with devices=1.") from None
+  if config.algorithm == "maml_rl":
+    if mesh is not None and mesh.size > 1:
+      raise ValueError(f"config key 'devices' is {config.devices!r}, {mesh.size} devices here, "
+                       "but MAML-RL trains on one device; leave devices out (devices=None) or "
+                       "use algorithm='rl2'.")
+    return None
+  return mesh
 
 
 def _rl2_run(config: RLConfig, env, mesh: jax.sharding.Mesh | None = None) -> _Run:

@@ -214,10 +214,10 @@ def _check_resumable(config: Config, run_dir: Path) -> None:
 def _one_writer(train_fn: Callable) -> Callable:
   """Holds the run folder's lock (:class:`run_lock.RunLock`) while ``train_fn`` runs.
 
-  The config is validated and its learner built first, so a bad config, or a value the
-  algorithm's factory refuses (``algorithm_kwargs.inner_lr=-1``), fails before the folder is
-  created. Only process 0 of a multi-process run takes the lock (the processes of one run share
-  the folder).
+  The config is validated, its learner built and its devices laid out first, so a bad config,
+  a value the algorithm's factory refuses (``algorithm_kwargs.inner_lr=-1``) or devices the
+  run lacks fail before the folder is created. Only process 0 of a multi-process run takes the
+  lock (the processes of one run share the folder).
   """
 
   @functools.wraps(train_fn)
@@ -225,6 +225,7 @@ def _one_writer(train_fn: Callable) -> Callable:
     enable_compilation_cache()  # a second run loads the compiled steps (METAJAX_COMPILATION_CACHE)
     config = validate(config)
     registry.build_learner(config, _keys(config)[_MODEL])
+    distributed.device_layout(config.devices, config.mesh)  # devices this run lacks: no folder
     if jax.process_index() != 0:
       return train_fn(config, **kwargs)
     with run_lock.RunLock(config.run_dir, report=kwargs.get("report")):
